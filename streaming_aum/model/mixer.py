@@ -1,0 +1,142 @@
+"""AuM's bidirectional Mamba mixer: ``none`` (Fo-Fo), ``v1`` (Fo-Bi) and ``v2`` (Bi-Bi).
+
+Shapes: input ``a`` (B, L, D) -> output (B, L, D); ``E = expand * D`` inner channels,
+``S = d_state``, ``R = dt_rank``. Everything inside is channels-last (B, L, E).
+
+* ``none``: causal conv + SiLU, forward scan, ``y * silu(z)``, out_proj.
+* ``v1``: the *same* conv output, dt, B, C and D feed a forward scan with ``A`` and a backward
+  (reversed) scan with ``A_b``; ``out_proj((y_f + y_b) * silu(z))``, no division by 2 (the D skip
+  therefore appears twice), exactly as the official ``bimamba_inner_fn``.
+* ``v2``: a full second branch (anti-causal ``conv1d_b``, ``x_proj_b``, ``dt_proj_b``, ``A_b``,
+  ``D_b``) on the reversed sequence; ``out_proj((y_f + y_b) * silu(z) / 2)`` (``if_devide_out``).
+
+Only the forward direction can carry state across calls (``MixerState``); the backward direction
+always starts from zeros at the end of what it is given, as at the end of an offline sequence.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..ops import causal_conv1d, selective_scan
+
+
+@dataclass
+class MixerState:
+    """Forward-direction state at a sequence position: the last ``d_conv - 1`` pre-conv inputs
+    ``conv`` (B, K-1, E) and the SSM state ``ssm`` (B, E, S)."""
+
+    conv: torch.Tensor
+    ssm: torch.Tensor
+
+
+class BiMambaMixer(nn.Module):
+    def __init__(self, d_model: int, *, kind: str = "v1", d_state: int = 16, d_conv: int = 4,
+                 expand: int = 2, dt_rank: int | None = None, dt_min: float = 1e-3,
+                 dt_max: float = 0.1, dt_init_floor: float = 1e-4) -> None:
+        super().__init__()
+        self.kind = kind
+        self.d_model = d_model
+        self.d_state = d_state
+        self.d_conv = d_conv
+        self.d_inner = expand * d_model
+        self.dt_rank = dt_rank or math.ceil(d_model / 16)
+        E, S, R = self.d_inner, d_state, self.dt_rank
+        # Registration order = the official state_dict order.
+        a_init = torch.log(torch.arange(1, S + 1, dtype=torch.float32)).repeat(E, 1)  # S4D-real
+        self.A_log = nn.Parameter(a_init.clone())
+        self.D = nn.Parameter(torch.ones(E))
+        if kind in ("v1", "v2"):
+            self.A_b_log = nn.Parameter(a_init.clone())
+        if kind == "v2":
+            self.D_b = nn.Parameter(torch.ones(E))
+        self.in_proj = nn.Linear(d_model, 2 * E, bias=False)
+        self.conv1d = nn.Conv1d(E, E, d_conv, groups=E, bias=True, padding=d_conv - 1)
+        self.x_proj = nn.Linear(E, R + 2 * S, bias=False)
+        self.dt_proj = nn.Linear(R, E, bias=True)
+        if kind == "v2":
+            self.conv1d_b = nn.Conv1d(E, E, d_conv, groups=E, bias=True, padding=d_conv - 1)
+            self.x_proj_b = nn.Linear(E, R + 2 * S, bias=False)
+            self.dt_proj_b = nn.Linear(R, E, bias=True)
+        self.out_proj = nn.Linear(E, d_model, bias=False)
+        self._init_dt(self.dt_proj, dt_min, dt_max, dt_init_floor)
+        if kind == "v2":
+            self._init_dt(self.dt_proj_b, dt_min, dt_max, dt_init_floor)
+
+    def _init_dt(self, proj: nn.Linear, dt_min: float, dt_max: float, floor: float) -> None:
+        """Mamba's dt init: weight U(+-R^-1/2), bias = softplus^-1(dt), dt log-uniform."""
+        nn.init.uniform_(proj.weight, -self.dt_rank ** -0.5, self.dt_rank ** -0.5)
+        dt = torch.exp(torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min))
+                       + math.log(dt_min)).clamp(min=floor)
+        with torch.no_grad():
+            proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+
+    # ------------------------------------------------------------------------------------
+    def zero_state(self, batch: int, *, dtype: torch.dtype = torch.float32,
+                   device: torch.device | None = None) -> MixerState:
+        return MixerState(
+            conv=torch.zeros(batch, self.d_conv - 1, self.d_inner, dtype=dtype, device=device),
+            ssm=torch.zeros(batch, self.d_inner, self.d_state, dtype=torch.promote_types(
+                dtype, torch.float32), device=device))
+
+    def _ssm_inputs(self, xc: torch.Tensor, x_proj: nn.Linear, dt_proj: nn.Linear
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-token (delta (B, L, E) without bias, B (B, L, S), C (B, L, S)) from conv output."""
+        R, S = self.dt_rank, self.d_state
+        x_dbl = F.linear(xc, x_proj.weight)
+        delta = F.linear(x_dbl[..., :R], dt_proj.weight)
+        return delta, x_dbl[..., R:R + S], x_dbl[..., R + S:]
+
+    def forward(self, a: torch.Tensor, state: MixerState | None = None, *,
+                split: int | None = None) -> tuple[torch.Tensor, MixerState | None]:
+        """a: (B, L, D) -> (out (B, L, D), forward state).
+
+        ``state``: forward-direction state before ``a`` (None: a sequence start). ``split``:
+        return the forward state after the first ``split`` tokens (default: after all of them);
+        the outputs do not depend on ``split``. The backward direction (v1, v2) starts from
+        zeros after the last token of ``a``.
+        """
+        L = a.shape[1]
+        split = L if split is None else split
+        xz = self.in_proj(a)
+        x, z = xz[..., : self.d_inner], xz[..., self.d_inner:]
+        conv_w = self.conv1d.weight
+        conv_state0 = None if state is None else state.conv
+        h0 = None if state is None else state.ssm
+        if split < L:  # two segments: the state at ``split`` is the new frontier
+            xc1, conv_mid = causal_conv1d(x[:, :split], conv_w, self.conv1d.bias,
+                                          conv_state=conv_state0)
+            xc2, _ = causal_conv1d(x[:, split:], conv_w, self.conv1d.bias, conv_state=conv_mid)
+            xc = torch.cat([xc1, xc2], dim=1)
+        else:
+            xc, conv_mid = causal_conv1d(x, conv_w, self.conv1d.bias, conv_state=conv_state0)
+        delta, Bm, Cm = self._ssm_inputs(xc, self.x_proj, self.dt_proj)
+        f = torch.promote_types(a.dtype, torch.float32)  # SSM params in >= float32, as the kernels
+        A = -torch.exp(self.A_log.to(f))
+        bias, D = self.dt_proj.bias.to(f), self.D.to(f)
+        if split < L:
+            y1, h_mid = selective_scan(xc[:, :split], delta[:, :split], A, Bm[:, :split],
+                                       Cm[:, :split], D, bias, h0=h0)
+            y2, _ = selective_scan(xc[:, split:], delta[:, split:], A, Bm[:, split:],
+                                   Cm[:, split:], D, bias, h0=h_mid)
+            y = torch.cat([y1, y2], dim=1)
+        else:
+            y, h_mid = selective_scan(xc, delta, A, Bm, Cm, D, bias, h0=h0)
+        if self.kind == "v1":
+            A_b = -torch.exp(self.A_b_log.to(f))
+            y_b, _ = selective_scan(xc, delta, A_b, Bm, Cm, D, bias, reverse=True)
+            y = y + y_b
+        elif self.kind == "v2":
+            xcb, _ = causal_conv1d(x, self.conv1d_b.weight, self.conv1d_b.bias, reverse=True)
+            delta_b, Bb, Cb = self._ssm_inputs(xcb, self.x_proj_b, self.dt_proj_b)
+            A_b = -torch.exp(self.A_b_log.to(f))
+            y_b, _ = selective_scan(xcb, delta_b, A_b, Bb, Cb, self.D_b.to(f),
+                                    self.dt_proj_b.bias.to(f), reverse=True)
+            y = (y + y_b) * 0.5
+        out = F.linear((y * F.silu(z)).to(a.dtype), self.out_proj.weight)
+        return out, MixerState(conv=conv_mid, ssm=h_mid)

@@ -1,0 +1,148 @@
+"""The one place that decides how the selective scan and the causal conv run.
+
+Backends (``set_scan_backend`` / env ``STREAMING_AUM_SCAN``, default ``auto``):
+
+* ``reference``: ``scan_reference``, per-step torch ops; any dtype/device, differentiable.
+* ``fused``: ``scan_fused_cpu``, the numba kernel; float32 CPU tensors, inference only.
+* ``cuda``: mamba-ssm's kernel for CUDA tensors (differentiable); initial states by linearity.
+* ``auto``: ``cuda`` for CUDA tensors when mamba-ssm imports, ``fused`` for float32 CPU
+  inference, ``reference`` otherwise (float64, gradients on CPU, CUDA without mamba-ssm).
+
+Every backend takes an initial state and returns the final state, so streaming can carry it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Iterator
+
+import torch
+
+from ..errors import ConfigError
+from . import scan_cuda, scan_fused_cpu
+from .scan_reference import causal_conv1d_reference, selective_scan_reference, softplus_like_cuda
+
+SCAN_BACKENDS: tuple[str, ...] = ("auto", "reference", "fused", "cuda")
+_backend = os.environ.get("STREAMING_AUM_SCAN", "auto")
+if _backend not in SCAN_BACKENDS:
+    raise ConfigError(f"STREAMING_AUM_SCAN={_backend!r}; accepted values: {SCAN_BACKENDS}")
+
+
+def set_scan_backend(name: str) -> None:
+    global _backend
+    if name not in SCAN_BACKENDS:
+        raise ConfigError(f"unknown scan backend {name!r}; choose one of {SCAN_BACKENDS}")
+    _backend = name
+
+
+def get_scan_backend() -> str:
+    return _backend
+
+
+@contextlib.contextmanager
+def scan_backend(name: str) -> Iterator[None]:
+    """Temporarily select a backend: ``with scan_backend("reference"): model(x)``."""
+    previous = _backend
+    set_scan_backend(name)
+    try:
+        yield
+    finally:
+        set_scan_backend(previous)
+
+
+def _needs_grad(*tensors: torch.Tensor | None) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def resolve_backend(u: torch.Tensor, *params: torch.Tensor | None) -> str:
+    """The backend that will run a scan on these tensors under the current setting."""
+    grad = _needs_grad(u, *params)
+    fused_ok = (scan_fused_cpu.HAVE_NUMBA and u.device.type == "cpu"
+                and u.dtype == torch.float32 and not grad)
+    cuda_ok = scan_cuda.HAVE_MAMBA_SSM and u.is_cuda and u.dtype != torch.float64
+    if _backend == "auto":
+        return "cuda" if cuda_ok else "fused" if fused_ok else "reference"
+    if _backend == "fused" and not fused_ok:
+        raise ConfigError("scan backend 'fused' needs float32 CPU tensors without gradients and "
+                          f"numba; got dtype {u.dtype}, device {u.device}, gradients {grad}. "
+                          "Use 'auto' or 'reference'.")
+    if _backend == "cuda" and not cuda_ok:
+        raise ConfigError("scan backend 'cuda' needs mamba-ssm (extra 'cuda') and CUDA tensors "
+                          f"of a dtype other than float64; got {u.dtype} on {u.device}.")
+    return _backend
+
+
+def initial_state_by_linearity(delta: torch.Tensor, delta_bias: torch.Tensor | None,
+                               A: torch.Tensor, C: torch.Tensor, h0: torch.Tensor,
+                               reverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """What an initial state ``h0`` adds to a zero-state scan: ``(dy (batch, L, E), dh (batch, E, S))``.
+
+    The recurrence is linear in ``h``: with ``P_t = prod_{tau<=t} exp(dt_tau A)`` (a cumulative
+    sum of non-positive exponents, so it cannot overflow), ``h_t = h_t^0 + P_t h0``.
+    Memory (batch, L, E, S): for the CUDA path and short streaming windows.
+    """
+    d = delta if delta_bias is None else delta + delta_bias
+    dt = softplus_like_cuda(d.float())
+    expo = dt.unsqueeze(-1) * A.float()  # (batch, L, E, S)
+    if reverse:
+        expo = expo.flip(1)
+    decay = torch.exp(torch.cumsum(expo, dim=1))
+    if reverse:
+        decay = decay.flip(1)
+    h0f = h0.float()
+    dy = torch.einsum("bles,bes,bls->ble", decay, h0f, C.float())
+    dh = (decay[:, 0] if reverse else decay[:, -1]) * h0f
+    return dy, dh
+
+
+def selective_scan(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    *,
+    h0: torch.Tensor | None = None,
+    reverse: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Selective scan; layouts and semantics of ``scan_reference.selective_scan_reference``.
+
+    u, delta: (batch, L, E); A: (E, S); B, C: (batch, L, S); D, delta_bias: (E,);
+    h0: (batch, E, S) or None (zeros). Returns ``(y (batch, L, E), h_last (batch, E, S))``;
+    with ``reverse`` the scan runs from L-1 to 0 and ``h_last`` is the state after position 0.
+    """
+    backend = resolve_backend(u, delta, A, B, C, D, delta_bias, h0)
+    if backend == "fused":
+        return scan_fused_cpu.selective_scan_fused_cpu(u, delta, A, B, C, D, delta_bias,
+                                                       h0=h0, reverse=reverse)
+    if backend == "cuda":
+        y, h_last = scan_cuda.selective_scan_cuda(u, delta, A, B, C, D, delta_bias, reverse=reverse)
+        if h0 is not None:
+            dy, dh = initial_state_by_linearity(delta, delta_bias, A, C, h0, reverse)
+            y, h_last = y + dy.to(y.dtype), h_last + dh
+        return y, h_last
+    return selective_scan_reference(u, delta, A, B, C, D, delta_bias, h0=h0, reverse=reverse)
+
+
+def causal_conv1d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    *,
+    conv_state: torch.Tensor | None = None,
+    reverse: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Depthwise conv + SiLU over time, channels-last ``(batch, L, E)``.
+
+    ``reverse=False``: causal, continuing from ``conv_state`` (batch, K-1, E), returns the new
+    state. ``reverse=True``: anti-causal (the v2 backward branch: causal on the flipped
+    sequence), with zeros after the end; the returned state is that of the flipped sequence.
+    PyTorch's grouped conv1d is already vectorised on CPU and CUDA, so there is one path.
+    """
+    if reverse:
+        out, state = causal_conv1d_reference(x.flip(1), weight, bias, conv_state=conv_state)
+        return out.flip(1), state
+    return causal_conv1d_reference(x, weight, bias, conv_state=conv_state)

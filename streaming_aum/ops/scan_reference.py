@@ -1,0 +1,102 @@
+"""Plain PyTorch selective scan and causal depthwise conv: simple, any dtype, any device.
+
+These are the references every faster path is tested against. They run a loop over time with
+torch ops, so they are slow for long sequences, but they are differentiable, run in float64 and
+on any device, and take and return state like every other path.
+
+Layouts (chosen for the CPU kernels, see ``scan_fused_cpu``):
+
+* ``u``, ``delta``: (batch, L, E), time x channels (channels-last, as linear layers emit them);
+* ``A``: (E, S), negative real diagonal state matrix (``-exp(A_log)``);
+* ``B``, ``C``: (batch, L, S), input-dependent, shared by all channels;
+* ``D``, ``delta_bias``: (E,);
+* states ``h``: (batch, E, S).
+
+Recurrence (Mamba-1, ``delta_softplus=True`` always, as in AuM):
+``dt = softplus(delta + delta_bias)``; ``h_t = exp(dt_t * A) * h_{t-1} + dt_t * u_t * B_t``;
+``y_t = <h_t, C_t> + D * u_t``. With ``reverse=True`` time runs from L-1 down to 0 and the
+returned state is the one after position 0.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def softplus_like_cuda(x: torch.Tensor) -> torch.Tensor:
+    """softplus with the CUDA kernel's threshold: ``x`` above 20, ``log1p(exp(x))`` below."""
+    return torch.where(x <= 20.0, torch.log1p(torch.exp(torch.clamp(x, max=20.0))), x)
+
+
+def selective_scan_reference(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    *,
+    h0: torch.Tensor | None = None,
+    reverse: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-step selective scan; returns ``(y (batch, L, E), h_last (batch, E, S))``.
+
+    Computed in the promoted dtype of the inputs but at least float32 (fp16/bf16 inputs are
+    upcast, as the CUDA kernel does); ``y`` is returned in ``u``'s dtype.
+    """
+    dtype = torch.promote_types(u.dtype, torch.float32)
+    batch, length, channels = u.shape
+    state = A.shape[1]
+    uf, df = u.to(dtype), delta.to(dtype)
+    if delta_bias is not None:
+        df = df + delta_bias.to(dtype)
+    dt = softplus_like_cuda(df)  # (batch, L, E)
+    Af = A.to(dtype)
+    Bf, Cf = B.to(dtype), C.to(dtype)
+    h = (torch.zeros(batch, channels, state, dtype=dtype, device=u.device) if h0 is None
+         else h0.to(dtype))
+    ys = [None] * length
+    steps = range(length - 1, -1, -1) if reverse else range(length)
+    for t in steps:
+        dt_t = dt[:, t, :, None]  # (batch, E, 1)
+        h = torch.exp(dt_t * Af) * h + (dt_t * uf[:, t, :, None]) * Bf[:, t, None, :]
+        ys[t] = (h * Cf[:, t, None, :]).sum(-1)
+    y = torch.stack(ys, dim=1) if length else uf.new_zeros(batch, 0, channels)
+    if D is not None:
+        y = y + D.to(dtype) * uf
+    return y.to(u.dtype), h
+
+
+def causal_conv1d_reference(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    *,
+    conv_state: torch.Tensor | None = None,
+    activation: str | None = "silu",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Depthwise causal conv over time with carried left context.
+
+    x: (batch, L, E); weight: (E, K) or (E, 1, K) with ``weight[:, k]`` multiplying
+    ``x[t - (K-1) + k]`` (PyTorch cross-correlation, as causal-conv1d); conv_state:
+    (batch, K-1, E), the K-1 inputs before ``x`` (zeros at a stream start).
+    Returns ``(out (batch, L, E), new_state (batch, K-1, E))``: the last K-1 inputs seen.
+    """
+    if weight.dim() == 3:
+        weight = weight[:, 0, :]
+    channels, width = weight.shape
+    batch = x.shape[0]
+    if conv_state is None:
+        conv_state = x.new_zeros(batch, width - 1, channels)
+    xe = torch.cat([conv_state.to(x.dtype), x], dim=1)  # (batch, K-1+L, E)
+    if x.shape[1] == 0:  # nothing new: F.conv1d rejects an input shorter than the kernel
+        return x.new_zeros(batch, 0, channels), xe
+    out = F.conv1d(xe.transpose(1, 2), weight.to(x.dtype)[:, None, :],
+                   None if bias is None else bias.to(x.dtype), groups=channels).transpose(1, 2)
+    if activation == "silu":
+        out = F.silu(out)
+    elif activation is not None:
+        raise ValueError(f"activation must be 'silu' or None, got {activation!r}")
+    return out, xe[:, xe.shape[1] - (width - 1):]
