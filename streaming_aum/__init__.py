@@ -3,3 +3,10 @@
 from __future__ import annotations
 
 __version__ = "0.1.0"
+
+from .config import AuMConfig, preset_config, streaming_config  # noqa: E402
+from .loading import load_model, save_model  # noqa: E402
+from .model import AudioMamba  # noqa: E402
+
+__all__ = ["AuMConfig", "AudioMamba", "load_model", "preset_config", "save_model",
+           "streaming_config", "__version__"]

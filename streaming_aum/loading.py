@@ -42,9 +42,14 @@ def _read_official_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL (\S+) was not an allowed global", str(exc))
+        if found is None:
+            raise CheckpointError(f"{path}: not a readable torch checkpoint (corrupt or not a "
+                                  "pickle). Expected a state_dict saved with torch.save, or a "
+                                  f"directory with {WEIGHTS_NAME} + {CONFIG_NAME}.") from exc
         raise CheckpointError(
             f"{path}: refusing to unpickle it: it holds objects other than tensors and plain "
-            f"containers ({str(exc).splitlines()[0][:200]}). Expected a bare state_dict saved with "
+            f"containers ({found.group(1)}). Expected a bare state_dict saved with "
             "torch.save(model.state_dict()).") from exc
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({exc}). Expected a "

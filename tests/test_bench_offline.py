@@ -1,0 +1,89 @@
+"""``aum bench offline``: record format, clip/token arithmetic and argument errors.
+
+One real measurement (AuM-tiny on a 1.28 s clip, 128 frames, one fresh child process), so the
+test stays well under a minute; the full benchmark and its figures are in BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from streaming_aum.bench import offline
+from streaming_aum.cli import main
+from streaming_aum.errors import ConfigError
+
+RECORD_KEYS = {"model", "clip_s", "frames", "tokens", "s_per_clip", "peak_mb", "params_m",
+               "threads", "backend", "repeats", "times_s", "mem_method"}
+
+
+def test_clip_and_token_arithmetic() -> None:
+    assert offline.clip_frames(10) == 1024  # the official 10.24 s input
+    assert offline.clip_frames(40) == 4096
+    assert offline.clip_frames(1.28) == 128
+    assert offline.clip_frames(0.01) == 16  # never below one patch column
+    assert offline.aum_tokens(1024) == 512
+    assert offline.aum_tokens(4096) == 2048
+    assert offline.ast_tokens(1024) == 1212  # 12 x 101, as the real AST
+
+
+def test_json_record_of_one_measurement(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["bench", "offline", "--json", "--models", "aum-tiny", "--clips", "1.28",
+               "--repeats", "1", "--threads", "1", "--profile"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    records = json.loads(out)  # stdout holds only the JSON list
+    assert isinstance(records, list) and len(records) == 1
+    rec = records[0]
+    assert RECORD_KEYS <= set(rec)
+    assert rec["model"] == "aum-tiny"
+    assert rec["clip_s"] == pytest.approx(1.28)
+    frames = offline.clip_frames(rec["clip_s"])
+    assert rec["frames"] == frames == 128
+    assert rec["tokens"] == 8 * (frames // 16) == 64
+    assert rec["s_per_clip"] > 0
+    assert rec["peak_mb"] >= 0
+    assert rec["threads"] == 1 and rec["repeats"] == 1 and len(rec["times_s"]) == 1
+    assert rec["params_m"] > 1
+    assert rec["backend"] in ("fused", "reference")
+    bd = rec["breakdown"]
+    for key in ("patch_embed_s", "in_out_proj_s", "x_dt_proj_s", "conv_s", "scan_s",
+                "scan_kernel_s", "rest_s", "total_s"):
+        assert bd[key] >= 0
+    assert bd["scan_kernel_s"] <= bd["scan_s"] <= bd["total_s"]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--models", "aum-tiny,ast-huge"], "ast-huge"),
+    (["--models", ""], "--models"),
+    (["--clips", "ten"], "--clips"),
+    (["--clips", "-1"], "positive"),
+    (["--repeats", "0"], "--repeats"),
+])
+def test_bad_arguments_exit_2(argv: list[str], needle: str,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["bench", "offline", "--json", *argv])
+    captured = capsys.readouterr()
+    assert rc == 2
+    assert captured.out == ""
+    assert captured.err.startswith("aum: error:") and needle in captured.err
+
+
+def test_unknown_model_message_lists_choices() -> None:
+    with pytest.raises(ConfigError) as info:
+        offline.parse_models("aum-huge")
+    assert "aum-tiny" in str(info.value) and "ast-base" in str(info.value)
+
+
+def test_table_prints_ratios_and_linearity() -> None:
+    def rec(model: str, clip: float, s: float, tokens: int) -> dict:
+        return {"model": model, "clip_s": clip, "frames": offline.clip_frames(clip),
+                "tokens": tokens, "params_m": 1.0, "s_per_clip": s, "peak_mb": 10.0,
+                "rss_model_mb": 100.0, "backend": "x"}
+
+    text = offline.format_table([rec("aum-base", 10, 1.0, 512), rec("ast-base", 10, 2.5, 1212),
+                                 rec("aum-base", 40, 4.0, 2048), rec("ast-base", 40, 12.0, 4908)])
+    assert "10 s: time 2.50x  (target >= 2x: met)" in text
+    assert "40 s: time 3.00x  (target >= 4x: NOT met)" in text
+    assert "aum-base   time 4.00x" in text

@@ -1,0 +1,149 @@
+"""AudioMamba against the official fixtures and against the explicit float64 reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from streaming_aum.config import AuMConfig
+from streaming_aum.loading import load_model
+from streaming_aum.model import AudioMamba
+from streaming_aum.ops import scan_backend
+
+import explicit_reference
+
+BACKENDS = ["reference", "fused"]
+
+
+@pytest.fixture(scope="module")
+def inputs(fixtures_dir):
+    return torch.load(fixtures_dir / "inputs.pt", weights_only=True)
+
+
+@pytest.mark.parametrize("kind", ["v1", "v2"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_official_logits_float32(fixtures_dir, inputs, kind, backend):
+    model = load_model(fixtures_dir / f"{kind}_d96_L4.pt")
+    expected = torch.load(fixtures_dir / f"logits_{kind}.pt", weights_only=True)
+    with scan_backend(backend), torch.no_grad():
+        logits = model(inputs["fbank"])
+    assert (logits - expected).abs().max().item() < 1e-4
+    per_clip = torch.cat([model(inputs["fbank"][i:i + 1]) for i in range(3)]).detach()
+    assert (per_clip - expected).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize("kind", ["v1", "v2"])
+def test_official_logits_float64(fixtures_dir, inputs, kind):
+    model = load_model(fixtures_dir / f"{kind}_d96_L4.pt").double()
+    expected = torch.load(fixtures_dir / f"logits_{kind}_f64.pt", weights_only=True)
+    with torch.no_grad():
+        logits = model(inputs["fbank"].double())
+    assert (logits - expected).abs().max().item() < 1e-12
+
+
+@pytest.mark.parametrize("kind", ["v1", "v2"])
+def test_official_intermediates(fixtures_dir, inputs, kind):
+    model = load_model(fixtures_dir / f"{kind}_d96_L4.pt")
+    inter = torch.load(fixtures_dir / f"intermediates_{kind}.pt", weights_only=True)
+    outs = []
+    hooks = [blk.mixer.register_forward_hook(lambda m, i, o: outs.append(o[0]))
+             for blk in model.layers]
+    with torch.no_grad():
+        tokens, readout = model.embed_tokens(inputs["fbank"][:1])
+        final, _ = model.run_layers(tokens)
+        feats = model.forward_features(inputs["fbank"])
+    for h in hooks:
+        h.remove()
+    assert readout == 64
+    torch.testing.assert_close(tokens, inter["tokens_in"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.stack(outs[:4]), inter["mixer_out"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(feats, inter["cls_feature"], atol=1e-5, rtol=0)
+
+
+def test_explicit_reference_reproduces_official_fixture(fixtures_dir, inputs):
+    """The test's own float64 reference is validated on the official v2 logits first."""
+    sd = torch.load(fixtures_dir / "v2_d96_L4.pt", weights_only=True)
+    expected = torch.load(fixtures_dir / "logits_v2_f64.pt", weights_only=True)
+    logits = explicit_reference.forward(sd, inputs["fbank"][2].double().numpy(), kind="v2", depth=4)
+    np.testing.assert_allclose(logits, expected[2].numpy(), atol=1e-10)
+
+
+CONFIGS = [
+    dict(mixer="none", class_token="middle"),
+    dict(mixer="v1", class_token="head"),
+    dict(mixer="v2", class_token="tail"),
+    dict(mixer="v1", class_token="double"),
+    dict(mixer="v2", class_token="none"),
+    dict(mixer="v1", class_token="none", token_order="time_major", pos_embed="freq_rows"),
+    dict(mixer="none", class_token="middle", token_order="time_major"),
+    dict(mixer="v2", class_token="middle", d_state=8, d_conv=3, expand=3, dt_rank=5),
+]
+
+
+def perturbed_model(cfg: AuMConfig, seed: int) -> AudioMamba:
+    torch.manual_seed(seed)
+    model = AudioMamba(cfg).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.add_(torch.randn_like(p) * (0.1 if p.dim() == 1 or "A_" in name else 0.02))
+    return model
+
+
+@pytest.mark.parametrize("overrides", CONFIGS, ids=lambda c: "-".join(map(str, c.values())))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_configurations_match_explicit_reference(overrides, backend):
+    cfg = AuMConfig(embed_dim=32, depth=2, num_classes=5, spectrogram_frames=64, **overrides)
+    model = perturbed_model(cfg, seed=len(str(overrides)))
+    fbank = torch.randn(2, 70, 128)  # 70 frames: 4 columns, 6 trailing frames dropped
+    with scan_backend(backend), torch.no_grad():
+        logits = model(fbank)
+    for i in range(2):
+        expected = explicit_reference.forward(
+            model.state_dict(), fbank[i].double().numpy(), kind=cfg.mixer, depth=cfg.depth,
+            token_order=cfg.token_order, class_token=cfg.class_token, pos_kind=cfg.pos_embed)
+        np.testing.assert_allclose(logits[i].numpy(), expected, atol=1e-4)
+
+
+def test_module_prefix_and_wrapped_checkpoints(fixtures_dir, inputs, tmp_path):
+    sd = torch.load(fixtures_dir / "v1_d96_L4.pt", weights_only=True)
+    expected = torch.load(fixtures_dir / "logits_v1.pt", weights_only=True)
+    torch.save({f"module.{k}": v for k, v in sd.items()}, tmp_path / "ddp.pth")
+    torch.save({"model": sd}, tmp_path / "wrapped.pth")
+    for name in ("ddp.pth", "wrapped.pth"):
+        with torch.no_grad():
+            logits = load_model(tmp_path / name)(inputs["fbank"])
+        assert (logits - expected).abs().max() < 1e-4
+
+
+def test_resampled_grid_official_rule(fixtures_dir, inputs):
+    """input_frames rebuilds the grid; a linear-in-time grid stays linear inside (bilinear)."""
+    sd = torch.load(fixtures_dir / "v1_d96_L4.pt", weights_only=True)
+    same = load_model(fixtures_dir / "v1_d96_L4.pt", input_frames=256)
+    torch.testing.assert_close(same.pos_embed.pos_embed, sd["pos_embed.pos_embed"])
+    from streaming_aum.model.embed import resample_pos_grid
+
+    t = torch.arange(16, dtype=torch.float32)
+    grid = (t[None, :, None] * 0.5 + torch.arange(8.0)[:, None, None]).expand(8, 16, 3)
+    pos = torch.cat([torch.full((1, 1, 3), 7.0), grid.reshape(1, 128, 3)], dim=1)
+    up = resample_pos_grid(pos, 1, (8, 16), (8, 32))
+    assert up.shape == (1, 1 + 8 * 32, 3)
+    assert torch.equal(up[0, 0], pos[0, 0])  # prefix kept
+    rows = up[0, 1:].reshape(8, 32, 3)
+    t_new = (torch.arange(32) + 0.5) / 2 - 0.5  # align_corners=False sample positions
+    interior = slice(1, 31)
+    torch.testing.assert_close(rows[3, interior, 0], 3 + 0.5 * t_new[interior], atol=1e-5, rtol=0)
+    longer = load_model(fixtures_dir / "v1_d96_L4.pt", input_frames=512)
+    assert longer.config.spectrogram_frames == 512
+    with torch.no_grad():
+        out = longer(torch.randn(1, 512, 128))
+    assert torch.isfinite(out).all()
+
+
+def test_num_classes_gives_fresh_head(fixtures_dir, inputs):
+    base = load_model(fixtures_dir / "v2_d96_L4.pt")
+    tuned = load_model(fixtures_dir / "v2_d96_L4.pt", num_classes=3)
+    assert tuned.head.weight.shape == (3, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(tuned.forward_features(inputs["fbank"]),
+                                   base.forward_features(inputs["fbank"]))
