@@ -1,0 +1,200 @@
+"""Streaming contract properties P1, P2, P3, P5 (STREAMING.md) on small random models."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streaming_aum.audio_constants import SAMPLE_RATE
+from streaming_aum.config import streaming_config
+from streaming_aum.errors import AudioInputError, ConfigError
+from streaming_aum.features import waveform_to_features
+from streaming_aum.loading import load_model
+from streaming_aum.model import AudioMamba
+from streaming_aum.offline import classify_waveform
+from streaming_aum.runtime import RecomputeRuntime, StreamingRuntime
+from streaming_aum.streaming_features import StreamStateError
+
+MIXERS = ["none", "v1", "v2"]
+
+
+def random_model(mixer: str, seed: int = 0, **kw) -> AudioMamba:
+    torch.manual_seed(seed)
+    model = AudioMamba(streaming_config(embed_dim=32, depth=2, mixer=mixer, num_classes=4, **kw))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model.eval()
+
+
+MODELS = {m: random_model(m) for m in MIXERS}
+
+
+def audio(seconds: float, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    return 0.1 * torch.randn(t.numel(), generator=g) + 0.3 * torch.sin(2 * torch.pi * 440 * t)
+
+
+def stream(rt, x: torch.Tensor, cuts: list[int]) -> list:
+    out, prev = [], 0
+    for c in sorted(cuts) + [x.numel()]:
+        out += rt.push(x[prev:c])
+        prev = c
+    return out + rt.flush()
+
+
+def offline_prefix_logits(model, x, t_end):
+    n = int(round(t_end * SAMPLE_RATE))
+    feats = waveform_to_features(x[:n], target_frames=None, remove_clip_dc=False)
+    with torch.no_grad():
+        return model(feats.unsqueeze(0))[0]
+
+
+def stacked(results):
+    return torch.stack([r.logits for r in results])
+
+
+@pytest.mark.parametrize("mixer", MIXERS)
+@settings(max_examples=8, deadline=None)
+@given(cuts=st.lists(st.integers(0, 12000), max_size=12), window=st.sampled_from([None, 2, 5]))
+def test_p1_chunk_invariance(mixer, cuts, window):
+    x = audio(0.75)
+    whole = stream(StreamingRuntime(MODELS[mixer], window_columns=window), x, [])
+    chunked = stream(StreamingRuntime(MODELS[mixer], window_columns=window), x, cuts)
+    assert len(whole) == len(chunked) == 4
+    torch.testing.assert_close(stacked(chunked), stacked(whole), atol=1e-5, rtol=0)
+    assert [r.t_end for r in chunked] == [r.t_end for r in whole]
+
+
+def test_p1_one_sample_and_empty_chunks_int16():
+    x = audio(0.5)
+    x16 = (x * 32767).round().to(torch.int16)
+    whole = stream(StreamingRuntime(MODELS["v2"], window_columns=2), x16.float() / 32768, [])
+    rt = StreamingRuntime(MODELS["v2"], window_columns=2)
+    results = []
+    for i in range(x16.numel()):
+        results += rt.push(x16[i:i + 1].numpy())
+        if i % 1000 == 0:
+            results += rt.push(x16[:0])
+    results += rt.flush()
+    assert len(results) == len(whole) == 3
+    torch.testing.assert_close(stacked(results), stacked(whole), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("mixer", MIXERS)
+def test_p2_unbounded_window_equals_offline_prefix(mixer):
+    x = audio(1.5)
+    results = stream(StreamingRuntime(MODELS[mixer], window_columns=None), x, [5000, 5001, 17000])
+    assert len(results) == 9  # 1 + (24000 - 2800) // 2560
+    for r in results:
+        torch.testing.assert_close(r.logits, offline_prefix_logits(MODELS[mixer], x, r.t_end),
+                                   atol=1e-4, rtol=0)
+    # W at least the columns seen is the same as unbounded
+    big = stream(StreamingRuntime(MODELS[mixer], window_columns=9), x, [])
+    torch.testing.assert_close(stacked(big), stacked(results), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("window", [1, 2, 3, 7])
+def test_p3_exact_carry_forward_only(window):
+    model = MODELS["none"]
+    x = audio(2.0)
+    rt = StreamingRuntime(model, window_columns=window, pool="stream", column_scores=True)
+    results = stream(rt, x, [3000])
+    assert len(results) == 12
+    for r in results:
+        torch.testing.assert_close(r.logits, offline_prefix_logits(model, x, r.t_end),
+                                   atol=1e-4, rtol=0)
+    # per-column scores equal the offline per-column scores of the whole clip
+    feats = waveform_to_features(x, target_frames=None, remove_clip_dc=False)
+    with torch.no_grad():
+        tokens, _ = model.forward_tokens(feats.unsqueeze(0))
+        offline_cols = model.forward_head(tokens[0].reshape(-1, 8, 32).mean(1))
+    streamed_cols = torch.cat([r.column_logits for r in results])
+    torch.testing.assert_close(streamed_cols, offline_cols, atol=1e-4, rtol=0)
+
+
+def test_finite_window_differs_for_bidirectional():
+    """Sanity: the window approximation is real for v1 (else P3-style tests prove nothing)."""
+    x = audio(2.0)
+    results = stream(StreamingRuntime(MODELS["v1"], window_columns=2, pool="stream"), x, [])
+    gap = max((r.logits - offline_prefix_logits(MODELS["v1"], x, r.t_end)).abs().max().item()
+              for r in results)
+    assert gap > 1e-5
+
+
+@pytest.mark.parametrize("mixer", ["v1", "v2"])
+def test_p5_reset_and_snapshot_resume(mixer):
+    x = audio(1.2)
+    fresh = stream(StreamingRuntime(MODELS[mixer], window_columns=3), x, [])
+    rt = StreamingRuntime(MODELS[mixer], window_columns=3)
+    stream(rt, audio(0.7, seed=9), [1234])
+    rt.reset()
+    torch.testing.assert_close(stacked(stream(rt, x, [])), stacked(fresh), atol=0, rtol=0)
+    for cut in (1, 3000, 7777, 12000):
+        rt = StreamingRuntime(MODELS[mixer], window_columns=3)
+        first = rt.push(x[:cut])
+        snap = rt.state_dict()
+        rt.push(audio(0.3, seed=5))  # diverge, then restore into a new runtime
+        resumed = StreamingRuntime(MODELS[mixer], window_columns=3)
+        resumed.load_state_dict(snap)
+        rest = resumed.push(x[cut:]) + resumed.flush()
+        torch.testing.assert_close(stacked(first + rest), stacked(fresh), atol=0, rtol=0)
+        assert [r.index for r in first + rest] == list(range(len(fresh)))
+
+
+def test_functional_infer_matches_push():
+    x = audio(1.0)
+    rt = StreamingRuntime(MODELS["v1"], window_columns=2)
+    state, results = None, []
+    for i in range(0, x.numel(), 4000):
+        out, state = rt.infer(x[i:i + 4000], state)
+        results += out
+    fresh = StreamingRuntime(MODELS["v1"], window_columns=2)
+    expected = fresh.push(x)
+    torch.testing.assert_close(stacked(results), stacked(expected), atol=1e-6, rtol=0)
+
+
+def test_runtime_errors():
+    with pytest.raises(ConfigError, match="streaming-layout model"):
+        StreamingRuntime(AudioMamba(streaming_config(embed_dim=16, depth=1, num_classes=2,
+                                                     class_token="middle")))
+    with pytest.raises(ConfigError, match="window_columns"):
+        StreamingRuntime(MODELS["v1"], window_columns=0)
+    rt = StreamingRuntime(MODELS["v1"], window_columns=2)
+    rt.push(audio(0.3))
+    before = rt.state_dict()
+    with pytest.raises(AudioInputError):
+        rt.push(torch.tensor([0.0, float("nan")]))
+    with pytest.raises(AudioInputError):
+        rt.push(torch.zeros(2, 100))
+    after = rt.state_dict()
+    torch.testing.assert_close(after["window"], before["window"])
+    with pytest.raises(StreamStateError, match="window_columns"):
+        StreamingRuntime(MODELS["v1"], window_columns=5).load_state_dict(before)
+    with pytest.raises(StreamStateError, match="malformed"):
+        rt.load_state_dict({"kind": "StreamingRuntime"})
+
+
+def test_recompute_runtime_official_model(fixtures_dir):
+    """Official checkpoints stream by windowed recomputation; every hop is the offline model on
+    the window's audio, and with an unbounded window the last result is the whole-file one."""
+    import soundfile as sf
+
+    model = load_model(fixtures_dir / "v1_d96_L4.pt")  # grid of 256 frames = 2.56 s
+    wav, _ = sf.read(fixtures_dir / "sample.wav", dtype="float32")
+    x = torch.from_numpy(wav[:48000])
+    rt = RecomputeRuntime(model, window_s=2.56)
+    results = stream(rt, x, [100, 20000])
+    for r in results[::4]:
+        segment = x[int(round(r.t_start * SAMPLE_RATE)):int(round(r.t_end * SAMPLE_RATE))]
+        torch.testing.assert_close(r.logits, classify_waveform(model, segment).logits,
+                                   atol=1e-5, rtol=0)
+    full = stream(RecomputeRuntime(model, window_s=None), x, [777])
+    torch.testing.assert_close(full[-1].logits, classify_waveform(model, x).logits, atol=1e-5,
+                               rtol=0)
+    assert full[-1].t_end == pytest.approx(3.0)
+    chunked = stream(RecomputeRuntime(model, window_s=2.56), x, list(range(0, 48000, 999)))
+    torch.testing.assert_close(stacked(chunked), stacked(results), atol=1e-6, rtol=0)
