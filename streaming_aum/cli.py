@@ -19,6 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from . import classify_cli
     classify_cli.add_parser(sub)
+    from . import stream_cli
+    stream_cli.add_parser(sub)
 
     bench = sub.add_parser("bench", help="speed and memory benchmarks")
     bench_sub = bench.add_subparsers(dest="bench_command", metavar="BENCH")

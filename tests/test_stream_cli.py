@@ -1,0 +1,75 @@
+"""``aum stream``: chunk-size invariance (P1) and, with --window-s inf, the last hop equals
+``aum classify --mode offline`` on the same file (P2)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from streaming_aum.cli import main
+from streaming_aum.config import streaming_config
+from streaming_aum.loading import save_model
+from streaming_aum.model import AudioMamba
+
+
+@pytest.fixture(scope="module")
+def streaming_model_dir(tmp_path_factory):
+    torch.manual_seed(3)
+    model = AudioMamba(streaming_config(embed_dim=32, depth=2, mixer="v1", num_classes=3,
+                                        labels=["yes", "no", "other"]))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return save_model(model, tmp_path_factory.mktemp("m") / "model")
+
+
+@pytest.fixture(scope="module")
+def wav_file(fixtures_dir, tmp_path_factory):
+    audio, rate = sf.read(fixtures_dir / "sample.wav", dtype="int16")
+    path = tmp_path_factory.mktemp("a") / "clip.wav"
+    sf.write(path, audio[:30000], rate)
+    return path
+
+
+def jsonl(capsys, argv):
+    assert main(argv) == 0
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+@pytest.mark.parametrize("window", ["inf", "0.5"])
+def test_stream_chunk_size_invariance(capsys, streaming_model_dir, wav_file, window):
+    runs = [jsonl(capsys, ["stream", str(wav_file), "--model", str(streaming_model_dir),
+                           "--chunk-samples", n, "--window-s", window, "--logits"])
+            for n in ("7", "333", "30000")]
+    assert len(runs[0]) == 1 + (30000 - 2800) // 2560
+    for other in runs[1:]:
+        assert [r["t_end"] for r in other] == [r["t_end"] for r in runs[0]]
+        np.testing.assert_allclose([r["logits"] for r in other], [r["logits"] for r in runs[0]],
+                                   atol=1e-5)
+
+
+@pytest.mark.parametrize("which", ["streaming", "official"])
+def test_stream_inf_last_hop_equals_offline(capsys, streaming_model_dir, fixtures_dir, wav_file,
+                                            which):
+    model = str(streaming_model_dir if which == "streaming" else fixtures_dir / "v2_d96_L4.pt")
+    hops = jsonl(capsys, ["stream", str(wav_file), "--model", model, "--chunk-samples", "4000",
+                          "--window-s", "inf", "--logits"])
+    offline = jsonl(capsys, ["classify", str(wav_file), "--model", model, "--mode", "offline",
+                             "--format", "jsonl", "--logits"])[0]
+    np.testing.assert_allclose(hops[-1]["logits"], offline["logits"], atol=1e-4)
+    assert hops[-1]["top"] == offline["top"]
+
+
+def test_stream_errors(capsys, streaming_model_dir, wav_file, tmp_path):
+    base = ["stream", str(wav_file), "--model", str(streaming_model_dir)]
+    assert main(base + ["--window-s", "-1"]) == 2
+    assert "--window-s" in capsys.readouterr().err
+    assert main(base + ["--chunk-samples", "0"]) == 2
+    assert "--chunk-samples" in capsys.readouterr().err
+    (tmp_path / "bad.wav").write_bytes(b"nonsense")
+    assert main(["stream", str(tmp_path / "bad.wav"), "--model", str(streaming_model_dir)]) == 2
+    assert "bad.wav" in capsys.readouterr().err
