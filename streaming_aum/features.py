@@ -19,6 +19,8 @@ alone, which is what the streaming front end computes.
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from dataclasses import dataclass
 from typing import Literal, Union
@@ -43,6 +45,10 @@ __all__ = [
 ]
 
 
+def _is_finite_real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
 @dataclass(frozen=True)
 class NormStats:
     """Dataset statistics of the log-mel fbank; features are ``(x - mean) / (2 * std)``."""
@@ -51,9 +57,9 @@ class NormStats:
     std: float
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.std, (int, float)) and self.std > 0 and self.std < float("inf")):
+        if not (_is_finite_real(self.std) and self.std > 0):
             raise ConfigError(f"NormStats.std must be a positive finite number; got {self.std!r}")
-        if not (isinstance(self.mean, (int, float)) and abs(self.mean) < float("inf")):
+        if not _is_finite_real(self.mean):
             raise ConfigError(f"NormStats.mean must be a finite number; got {self.mean!r}")
 
     @property
@@ -129,7 +135,10 @@ def kaldi_fbank(waveform: torch.Tensor, *, remove_clip_dc: bool = True) -> torch
 
 def _check_fbank(fbank: torch.Tensor) -> None:
     if not isinstance(fbank, torch.Tensor) or fbank.dim() != 2 or not fbank.is_floating_point():
-        found = f"shape {tuple(fbank.shape)}, dtype {fbank.dtype}" if isinstance(fbank, torch.Tensor) else type(fbank).__name__
+        if isinstance(fbank, torch.Tensor):
+            found = f"shape {tuple(fbank.shape)}, dtype {fbank.dtype}"
+        else:
+            found = type(fbank).__name__
         raise AudioInputError(f"fbank must be a 2-D (frames, mel bins) float tensor; got {found}")
 
 

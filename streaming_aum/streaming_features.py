@@ -85,7 +85,8 @@ def _get(d: Mapping[str, Any], key: str, kind: type | tuple[type, ...], owner: s
     if isinstance(value, bool) and kind is int:
         raise StreamStateError(f"{owner} state {key!r} must be int; got bool")
     if not isinstance(value, kind):
-        raise StreamStateError(f"{owner} state {key!r} must be {kind}; got {type(value).__name__}")
+        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise StreamStateError(f"{owner} state {key!r} must be {names}; got {type(value).__name__}")
     return value
 
 
@@ -246,10 +247,11 @@ class StreamingResampler:
 
     Outputs: the concatenation of all ``push`` results does not depend on the chunking (dot
     products are accumulated in float64 and rounded once to float32, so they are bit-identical in
-    practice), and it is a prefix of ``torchaudio.functional.resample(whole_signal)`` up to that
-    function's float32 rounding (~1e-7); ``flush()`` appends the tail computed with the same zero right-padding, so that
-    pushes + flush equal it entirely, including the output length ``ceil(n * target / orig)``.
-    Before ``flush()`` the last ``ceil((width + o) * q / o)``-ish output samples are held back.
+    practice). It is a prefix of ``torchaudio.functional.resample(whole_signal)``, up to that
+    function's float32 rounding (~1e-7). ``flush()`` appends the tail, computed with the same zero
+    right-padding, so pushes + flush equal the whole torchaudio output, including its length
+    ``ceil(n * target_rate / orig_rate)``. Until ``flush()``, at most about
+    ``latency_input_samples * target_rate / orig_rate`` output samples are held back.
 
     Latency: an output sample is emitted between ``width + o / q`` and ``width + o`` input samples
     after its own time instant (:attr:`latency_input_samples` is the worst case; e.g. 458 input
@@ -342,7 +344,7 @@ class StreamingResampler:
 
     def _push_validated(self, x: torch.Tensor) -> torch.Tensor:
         if self._passthrough:
-            out = x
+            out = x.clone()  # never hand back the caller's own tensor
         else:
             buf = torch.cat([self._buffer, x]) if x.numel() else self._buffer
             out, self._buffer = self._run_blocks(buf)
@@ -492,7 +494,9 @@ class StreamingFrontEnd:
         owner = self._OWNER
         rate = _get(state, "input_rate", int, owner)
         if rate != self.input_rate:
-            raise StreamStateError(f"{owner} snapshot is for input_rate {rate} Hz; this front end has {self.input_rate} Hz")
+            raise StreamStateError(
+                f"{owner} snapshot is for input_rate {rate} Hz; this front end has {self.input_rate} Hz"
+            )
         finished = bool(_get(state, "finished", (bool, np.bool_), owner))
         fbank = StreamingFbank()
         fbank.load_state_dict(_get(state, "fbank", Mapping, owner))

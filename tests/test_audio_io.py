@@ -205,7 +205,7 @@ def test_to_mono() -> None:
     assert to_mono(x, mix="first").tolist() == [0.5, -1.0, 0.25]
     assert to_mono(_INTS).tolist() == [v / 32768 for v in _INTS.tolist()]
     assert to_mono(torch.tensor([[1.0, 2.0]])).tolist() == [1.0, 2.0]
-    with pytest.raises(AudioInputError, match=r"shape \(1, 2, 3\) \(3-D\); accepted shapes are \(n,\) and \(channels, n\)"):
+    with pytest.raises(AudioInputError, match=r"\(1, 2, 3\) \(3-D\); accepted shapes are \(n,\) and \(channels, n\)"):
         to_mono(np.zeros((1, 2, 3), dtype=np.float32))
     with pytest.raises(AudioInputError, match="transpose"):
         to_mono(np.zeros((1000, MAX_CHANNELS + 1), dtype=np.float32))

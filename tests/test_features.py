@@ -267,8 +267,10 @@ def test_normalize_and_presets() -> None:
     assert TARGET_FRAMES_PRESETS["speechcommands"] == 128 and TARGET_FRAMES_PRESETS["audioset"] == 1024
     with pytest.raises(ConfigError, match="unknown normalisation 'librispeech'"):
         normalize(fb, "librispeech")
-    with pytest.raises(ConfigError, match="std"):
-        NormStats(mean=0.0, std=0.0)
+    assert NormStats(np.float32(-4.0), np.float32(4.0)).pad_value == 0.5  # numpy scalars are fine
+    for mean, std in [(0.0, 0.0), (0.0, -1.0), (0.0, math.inf), (math.nan, 1.0), ("0", 1.0)]:
+        with pytest.raises(ConfigError, match="NormStats"):
+            NormStats(mean=mean, std=std)  # type: ignore[arg-type]
 
 
 def test_waveform_to_features_options() -> None:
