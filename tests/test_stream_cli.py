@@ -73,3 +73,27 @@ def test_stream_errors(capsys, streaming_model_dir, wav_file, tmp_path):
     (tmp_path / "bad.wav").write_bytes(b"nonsense")
     assert main(["stream", str(tmp_path / "bad.wav"), "--model", str(streaming_model_dir)]) == 2
     assert "bad.wav" in capsys.readouterr().err
+
+
+def test_stream_events_csv_matches_offline_post_processing(capsys, streaming_model_dir, wav_file,
+                                                           tmp_path):
+    """--events writes what detect_events gives on the same hop scores (one post-processing
+    path); an existing events file is never overwritten."""
+    from streaming_aum.events import EventConfig, detect_events, read_events_csv
+
+    out = tmp_path / "events.csv"
+    hops = jsonl(capsys, ["stream", str(wav_file), "--model", str(streaming_model_dir),
+                          "--events", str(out), "--threshold", "0.5"])
+    labels = ["yes", "no", "other"]
+    ends = [h["t_end"] for h in hops]
+    times = np.array(list(zip([0.0] + ends[:-1], ends)))
+    probs = np.array([[h["scores"][k] for k in labels] for h in hops])
+    expected = detect_events(times, probs, labels, EventConfig(on_threshold=0.5))
+    got = read_events_csv(out)
+    assert expected, "the random model should cross 0.5 somewhere; pick another seed otherwise"
+    assert [(e.label, e.onset_s, e.offset_s) for e in got] == \
+        [(e.label, round(e.onset_s, 3), round(e.offset_s, 3)) for e in expected]
+    before = out.read_text()
+    assert main(["stream", str(wav_file), "--model", str(streaming_model_dir),
+                 "--events", str(out)]) == 2
+    assert "exists" in capsys.readouterr().err and out.read_text() == before
