@@ -92,7 +92,19 @@ def test_fused_slow_decay_long_memory():
     assert np.abs(y.numpy() - y_ref).max() < 5e-5 * np.abs(y_ref).max()
 
 
-@pytest.mark.parametrize("backend", ["reference", "fused"])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_export_scan_equals_explicit_loop(reverse):
+    """The ONNX-exportable scan (a scan higher-order op) run eagerly, in float64."""
+    from streaming_aum.ops.scan_export import selective_scan_export
+
+    inp = make_inputs(40, dtype=torch.float64)
+    y, h = run(selective_scan_export, inp, reverse=reverse)
+    y_ref, h_ref = loop_reference(inp, reverse=reverse)
+    np.testing.assert_allclose(y.numpy(), y_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(h.numpy(), h_ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["reference", "fused", "export"])
 def test_chunked_scan_equals_full(backend):
     if backend == "fused" and not HAVE_NUMBA:
         pytest.skip("numba not importable")

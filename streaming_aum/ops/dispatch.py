@@ -5,6 +5,8 @@ Backends (``set_scan_backend`` / env ``STREAMING_AUM_SCAN``, default ``auto``):
 * ``reference``: ``scan_reference``, per-step torch ops; any dtype/device, differentiable.
 * ``fused``: ``scan_fused_cpu``, the numba kernel; float32 CPU tensors, inference only.
 * ``cuda``: mamba-ssm's kernel for CUDA tensors (differentiable); initial states by linearity.
+* ``export``: ``scan_export``, a scan higher-order op that becomes one ONNX ``Scan`` node (any
+  length); selected while exporting, also runs eagerly.
 * ``auto``: ``cuda`` for CUDA tensors when mamba-ssm imports, ``fused`` for float32 CPU
   inference, ``reference`` otherwise (float64, gradients on CPU, CUDA without mamba-ssm).
 
@@ -23,7 +25,7 @@ from ..errors import ConfigError
 from . import scan_cuda, scan_fused_cpu
 from .scan_reference import causal_conv1d_reference, selective_scan_reference, softplus_like_cuda
 
-SCAN_BACKENDS: tuple[str, ...] = ("auto", "reference", "fused", "cuda")
+SCAN_BACKENDS: tuple[str, ...] = ("auto", "reference", "fused", "cuda", "export")
 _backend = os.environ.get("STREAMING_AUM_SCAN", "auto")
 if _backend not in SCAN_BACKENDS:
     raise ConfigError(f"STREAMING_AUM_SCAN={_backend!r}; accepted values: {SCAN_BACKENDS}")
@@ -61,6 +63,8 @@ def resolve_backend(u: torch.Tensor, *params: torch.Tensor | None) -> str:
     fused_ok = (scan_fused_cpu.HAVE_NUMBA and u.device.type == "cpu"
                 and u.dtype == torch.float32 and not grad)
     cuda_ok = scan_cuda.HAVE_MAMBA_SSM and u.is_cuda and u.dtype != torch.float64
+    if _backend in ("reference", "export"):
+        return _backend
     if _backend == "auto":
         return "cuda" if cuda_ok else "fused" if fused_ok else "reference"
     if _backend == "fused" and not fused_ok:
@@ -118,6 +122,10 @@ def selective_scan(
     if backend == "fused":
         return scan_fused_cpu.selective_scan_fused_cpu(u, delta, A, B, C, D, delta_bias,
                                                        h0=h0, reverse=reverse)
+    if backend == "export":
+        from .scan_export import selective_scan_export
+
+        return selective_scan_export(u, delta, A, B, C, D, delta_bias, h0=h0, reverse=reverse)
     if backend == "cuda":
         y, h_last = scan_cuda.selective_scan_cuda(u, delta, A, B, C, D, delta_bias, reverse=reverse)
         if h0 is not None:

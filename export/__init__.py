@@ -1,0 +1,1 @@
+"""ONNX export of AudioMamba models and ONNX Runtime scoring (``aum export``, ``aum score-onnx``)."""

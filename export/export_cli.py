@@ -1,0 +1,31 @@
+"""``aum export --model PATH --out FILE.onnx``: export and validate the offline model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export the offline model to ONNX (validated)",
+                       description="Export the full bidirectional model to ONNX with dynamic "
+                                   "batch (and, for streaming-layout models, time) axes, then "
+                                   "check it with the ONNX checker and ONNX Runtime.")
+    p.add_argument("--model", required=True, help="official checkpoint or saved model directory")
+    p.add_argument("--out", required=True, help="output .onnx file")
+    p.add_argument("--input-frames", type=int, default=None,
+                   help="rebuild an official model's position grid for this many frames first")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from streaming_aum.loading import load_model
+
+    from .onnx_export import export_onnx
+
+    model = load_model(args.model, input_frames=args.input_frames)
+    report = export_onnx(model, args.out, overwrite=args.overwrite)
+    sys.stdout.write(json.dumps(report) + "\n")
+    return 0
