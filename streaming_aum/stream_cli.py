@@ -35,6 +35,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         f"layout models, {DEFAULT_RECOMPUTE_WINDOW_S} for official ones")
     p.add_argument("--hop-columns", type=int, default=1, help="0.16 s patch columns per hop")
     p.add_argument("--logits", action="store_true", help="add raw logits to jsonl records")
+    p.add_argument("--column-scores", action="store_true",
+                   help="add per-column (0.16 s, frame-wise) probabilities of each hop's new "
+                        "columns to jsonl records as \"column_probs\" (streaming-layout models)")
     p.add_argument("--format", choices=FORMATS, default="jsonl")
     p.add_argument("--top", type=int, default=3)
     p.add_argument("--events", default=None, metavar="FILE.csv",
@@ -61,14 +64,17 @@ def parse_window(text: str | None, model: AudioMamba) -> float | None:
 
 
 def make_runtime(model: AudioMamba, window_s: float | None, *, hop_columns: int,
-                 input_rate: int):
+                 input_rate: int, column_scores: bool = False):
     """The state-carrying runtime for streaming-layout models, recomputation otherwise."""
     from .runtime import RecomputeRuntime, StreamingRuntime
 
     if model.config.pos_embed == "freq_rows":
         cols = None if window_s is None else max(1, round(window_s * SAMPLE_RATE / SAMPLES_PER_COLUMN))
         return StreamingRuntime(model, window_columns=cols, hop_columns=hop_columns,
-                                input_rate=input_rate)
+                                input_rate=input_rate, column_scores=column_scores)
+    if column_scores:
+        raise AudioInputError("--column-scores needs a streaming-layout model (per-column "
+                              "tokens); official checkpoints have one class-token readout")
     return RecomputeRuntime(model, window_s=window_s, hop_columns=hop_columns,
                             input_rate=input_rate)
 
@@ -100,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     rate, chunks = read_chunks(args.audio, args.chunk_samples)
     runtime = make_runtime(model, parse_window(args.window_s, model),
-                           hop_columns=args.hop_columns, input_rate=rate)
+                           hop_columns=args.hop_columns, input_rate=rate,
+                           column_scores=args.column_scores)
     tracker = None
     if events_path is not None:
         from .events import EventConfig, EventTracker
@@ -115,6 +122,9 @@ def run(args: argparse.Namespace) -> int:
         nonlocal header_done, event_frame_end
         records = [make_record(model.labels, r.t_start, r.t_end, r.probs,
                                r.logits if args.logits else None) for r in results]
+        if args.column_scores:
+            for rec, r in zip(records, results):
+                rec["column_probs"] = model.probabilities(r.column_logits).tolist()
         for r in results:
             if tracker is not None:
                 events.extend(tracker.update(event_frame_end, r.t_end, r.probs))

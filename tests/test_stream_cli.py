@@ -97,3 +97,25 @@ def test_stream_events_csv_matches_offline_post_processing(capsys, streaming_mod
     assert main(["stream", str(wav_file), "--model", str(streaming_model_dir),
                  "--events", str(out)]) == 2
     assert "exists" in capsys.readouterr().err and out.read_text() == before
+
+
+def test_stream_column_scores_equal_offline_columns(capsys, streaming_model_dir, wav_file):
+    """Frame-wise output: with an unbounded window, each hop's new-column probabilities equal
+    the offline model's score of the last column of the audio so far (the prefix: a
+    bidirectional model's column scores change once later audio is seen)."""
+    from streaming_aum.audio_io import load_audio
+    from streaming_aum.loading import load_model
+    from streaming_aum.offline import features_for_model
+
+    hops = jsonl(capsys, ["stream", str(wav_file), "--model", str(streaming_model_dir),
+                          "--window-s", "inf", "--column-scores", "--chunk-samples", "5000"])
+    model = load_model(streaming_model_dir)
+    audio = load_audio(wav_file)
+    for hop in hops:
+        feats = features_for_model(model, audio[: int(round(hop["t_end"] * 16000))])
+        with torch.no_grad():
+            tokens, _ = model.forward_tokens(feats.unsqueeze(0))
+            last = model.probabilities(model.forward_head(tokens[0, -8:].mean(0)))
+        np.testing.assert_allclose(hop["column_probs"][-1], last.numpy(), atol=1e-5)
+    assert main(["stream", str(wav_file), "--model", "tests/fixtures/aum_official/v1_d96_L4.pt",
+                 "--column-scores"]) == 2
