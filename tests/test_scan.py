@@ -195,3 +195,24 @@ def test_cuda_paths_match_reference():
             y, h = run(selective_scan, cuda_inp, reverse=reverse)
         torch.testing.assert_close(y.cpu(), y_ref, atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(h.cpu(), h_ref, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["reference", "fused", "export"])
+@pytest.mark.parametrize("at", [0, 17, 60])
+def test_state_at_returns_the_intermediate_state(backend, at):
+    """One scan over L steps, state after ``at`` steps (the streaming frontier)."""
+    if backend == "fused" and not HAVE_NUMBA:
+        pytest.skip("numba not importable")
+    inp = make_inputs(60, E=24)
+    head = {k: (v[:, :at] if k in ("u", "delta", "B", "C") else v) for k, v in inp.items()}
+    with scan_backend(backend):
+        y, h_at = run(selective_scan, inp, state_at=at)
+        y_full, _ = run(selective_scan, inp)
+        _, h_ref = run(selective_scan_reference, head)
+    torch.testing.assert_close(y, y_full, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(h_at, h_ref, atol=1e-5, rtol=1e-5)
+    x = torch.randn(2, 60, 5)
+    w, b = torch.randn(5, 1, 4), torch.randn(5)
+    _, st = causal_conv1d(x, w, b, state_at=at)
+    _, st_ref = causal_conv1d(x[:, :at], w, b)
+    torch.testing.assert_close(st, st_ref, atol=0, rtol=0)

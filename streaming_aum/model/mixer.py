@@ -101,32 +101,17 @@ class BiMambaMixer(nn.Module):
         the outputs do not depend on ``split``. The backward direction (v1, v2) starts from
         zeros after the last token of ``a``.
         """
-        L = a.shape[1]
-        split = L if split is None else split
         xz = self.in_proj(a)
         x, z = xz[..., : self.d_inner], xz[..., self.d_inner:]
-        conv_w = self.conv1d.weight
         conv_state0 = None if state is None else state.conv
         h0 = None if state is None else state.ssm
-        if split < L:  # two segments: the state at ``split`` is the new frontier
-            xc1, conv_mid = causal_conv1d(x[:, :split], conv_w, self.conv1d.bias,
-                                          conv_state=conv_state0)
-            xc2, _ = causal_conv1d(x[:, split:], conv_w, self.conv1d.bias, conv_state=conv_mid)
-            xc = torch.cat([xc1, xc2], dim=1)
-        else:
-            xc, conv_mid = causal_conv1d(x, conv_w, self.conv1d.bias, conv_state=conv_state0)
+        xc, conv_mid = causal_conv1d(x, self.conv1d.weight, self.conv1d.bias,
+                                     conv_state=conv_state0, state_at=split)
         delta, Bm, Cm = self._ssm_inputs(xc, self.x_proj, self.dt_proj)
         f = torch.promote_types(a.dtype, torch.float32)  # SSM params in >= float32, as the kernels
         A = -torch.exp(self.A_log.to(f))
         bias, D = self.dt_proj.bias.to(f), self.D.to(f)
-        if split < L:
-            y1, h_mid = selective_scan(xc[:, :split], delta[:, :split], A, Bm[:, :split],
-                                       Cm[:, :split], D, bias, h0=h0)
-            y2, _ = selective_scan(xc[:, split:], delta[:, split:], A, Bm[:, split:],
-                                   Cm[:, split:], D, bias, h0=h_mid)
-            y = torch.cat([y1, y2], dim=1)
-        else:
-            y, h_mid = selective_scan(xc, delta, A, Bm, Cm, D, bias, h0=h0)
+        y, h_mid = selective_scan(xc, delta, A, Bm, Cm, D, bias, h0=h0, state_at=split)
         if self.kind == "v1":
             A_b = -torch.exp(self.A_b_log.to(f))
             y_b, _ = selective_scan(xc, delta, A_b, Bm, Cm, D, bias, reverse=True)

@@ -111,21 +111,34 @@ def selective_scan(
     *,
     h0: torch.Tensor | None = None,
     reverse: bool = False,
+    state_at: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Selective scan; layouts and semantics of ``scan_reference.selective_scan_reference``.
 
     u, delta: (batch, L, E); A: (E, S); B, C: (batch, L, S); D, delta_bias: (E,);
     h0: (batch, E, S) or None (zeros). Returns ``(y (batch, L, E), h_last (batch, E, S))``;
     with ``reverse`` the scan runs from L-1 to 0 and ``h_last`` is the state after position 0.
+    ``state_at`` (forward scans): return the state after the first ``state_at`` steps instead
+    (the streaming frontier); the outputs are those of one scan over all L steps.
     """
     backend = resolve_backend(u, delta, A, B, C, D, delta_bias, h0)
-    if backend == "fused":
-        return scan_fused_cpu.selective_scan_fused_cpu(u, delta, A, B, C, D, delta_bias,
-                                                       h0=h0, reverse=reverse)
+    length = u.shape[1]
+    if state_at is not None and reverse:
+        raise ValueError("state_at is only defined for forward scans")
     if backend == "export":
         from .scan_export import selective_scan_export
 
-        return selective_scan_export(u, delta, A, B, C, D, delta_bias, h0=h0, reverse=reverse)
+        return selective_scan_export(u, delta, A, B, C, D, delta_bias, h0=h0, reverse=reverse,
+                                     state_at=state_at)
+    if state_at is not None and state_at != length:  # two segments; the state between them
+        head = [t[:, :state_at] for t in (u, delta, B, C)]
+        tail = [t[:, state_at:] for t in (u, delta, B, C)]
+        y1, h_mid = selective_scan(head[0], head[1], A, head[2], head[3], D, delta_bias, h0=h0)
+        y2, _ = selective_scan(tail[0], tail[1], A, tail[2], tail[3], D, delta_bias, h0=h_mid)
+        return torch.cat([y1, y2], dim=1), h_mid
+    if backend == "fused":
+        return scan_fused_cpu.selective_scan_fused_cpu(u, delta, A, B, C, D, delta_bias,
+                                                       h0=h0, reverse=reverse)
     if backend == "cuda":
         y, h_last = scan_cuda.selective_scan_cuda(u, delta, A, B, C, D, delta_bias, reverse=reverse)
         if h0 is not None:
@@ -142,15 +155,16 @@ def causal_conv1d(
     *,
     conv_state: torch.Tensor | None = None,
     reverse: bool = False,
+    state_at: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Depthwise conv + SiLU over time, channels-last ``(batch, L, E)``.
 
     ``reverse=False``: causal, continuing from ``conv_state`` (batch, K-1, E), returns the new
-    state. ``reverse=True``: anti-causal (the v2 backward branch: causal on the flipped
+    state (after ``state_at`` inputs, default all). ``reverse=True``: anti-causal (the v2 backward branch: causal on the flipped
     sequence), with zeros after the end; the returned state is that of the flipped sequence.
     PyTorch's grouped conv1d is already vectorised on CPU and CUDA, so there is one path.
     """
     if reverse:
         out, state = causal_conv1d_reference(x.flip(1), weight, bias, conv_state=conv_state)
         return out.flip(1), state
-    return causal_conv1d_reference(x, weight, bias, conv_state=conv_state)
+    return causal_conv1d_reference(x, weight, bias, conv_state=conv_state, state_at=state_at)

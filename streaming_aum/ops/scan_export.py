@@ -26,7 +26,7 @@ def _step(carry: tuple[torch.Tensor, torch.Tensor],
     dt, dtu, b, c = xs  # (B, E), (B, E), (B, S), (B, S)
     h = torch.exp(dt.unsqueeze(-1) * A) * h + dtu.unsqueeze(-1) * b.unsqueeze(1)
     y = (h * c.unsqueeze(1)).sum(-1)
-    return (h, A.clone()), y
+    return (h, A.clone()), (y, h.clone())
 
 
 def selective_scan_export(
@@ -40,8 +40,14 @@ def selective_scan_export(
     *,
     h0: torch.Tensor | None = None,
     reverse: bool = False,
+    state_at: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Same contract as ``selective_scan_reference``; float32 (or wider) throughout."""
+    """Same contract as ``selective_scan_reference``; float32 (or wider) throughout.
+
+    ``state_at`` (forward only): return the state after that many steps instead of the last;
+    it may be a symbolic size, so every step's state is kept (L x B x E x S) and indexed, with
+    no branch in the graph (the streaming step graph uses this for its frontier).
+    """
     dtype = torch.promote_types(u.dtype, torch.float32)
     d = delta.to(dtype) if delta_bias is None else delta.to(dtype) + delta_bias.to(dtype)
     dt = softplus_like_cuda(d)
@@ -51,7 +57,10 @@ def selective_scan_export(
         h0 = torch.zeros(u.shape[0], A.shape[0], A.shape[1], dtype=dtype, device=u.device)
     xs = (dt.transpose(0, 1), dtu.transpose(0, 1), B.to(dtype).transpose(0, 1),
           C.to(dtype).transpose(0, 1))
-    (h_last, _), ys = scan(_step, (h0.to(dtype), A.to(dtype)), xs, dim=0, reverse=reverse)
+    h0 = h0.to(dtype)
+    (h_last, _), (ys, hs) = scan(_step, (h0, A.to(dtype)), xs, dim=0, reverse=reverse)
+    if state_at is not None:
+        h_last = torch.cat([h0.unsqueeze(0), hs], dim=0)[state_at]
     y = ys.transpose(0, 1)
     if D is not None:
         y = y + D.to(dtype) * uf

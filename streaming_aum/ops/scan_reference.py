@@ -76,13 +76,15 @@ def causal_conv1d_reference(
     *,
     conv_state: torch.Tensor | None = None,
     activation: str | None = "silu",
+    state_at: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Depthwise causal conv over time with carried left context.
 
     x: (batch, L, E); weight: (E, K) or (E, 1, K) with ``weight[:, k]`` multiplying
     ``x[t - (K-1) + k]`` (PyTorch cross-correlation, as causal-conv1d); conv_state:
     (batch, K-1, E), the K-1 inputs before ``x`` (zeros at a stream start).
-    Returns ``(out (batch, L, E), new_state (batch, K-1, E))``: the last K-1 inputs seen.
+    Returns ``(out (batch, L, E), new_state (batch, K-1, E))``: the last K-1 inputs seen after
+    the first ``state_at`` inputs of ``x`` (default: all of them).
     """
     if weight.dim() == 3:
         weight = weight[:, 0, :]
@@ -92,11 +94,12 @@ def causal_conv1d_reference(
         conv_state = x.new_zeros(batch, width - 1, channels)
     xe = torch.cat([conv_state.to(x.dtype), x], dim=1)  # (batch, K-1+L, E)
     if x.shape[1] == 0:  # nothing new: F.conv1d rejects an input shorter than the kernel
-        return x.new_zeros(batch, 0, channels), xe
+        return x.new_zeros(batch, 0, channels), xe[:, : width - 1]
     out = F.conv1d(xe.transpose(1, 2), weight.to(x.dtype)[:, None, :],
                    None if bias is None else bias.to(x.dtype), groups=channels).transpose(1, 2)
     if activation == "silu":
         out = F.silu(out)
     elif activation is not None:
         raise ValueError(f"activation must be 'silu' or None, got {activation!r}")
-    return out, xe[:, xe.shape[1] - (width - 1):]
+    at = x.shape[1] if state_at is None else state_at
+    return out, xe[:, at:at + width - 1]
