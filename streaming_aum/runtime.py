@@ -52,6 +52,37 @@ class HopResult:
     column_logits: torch.Tensor | None = None
 
 
+def zero_frontier(model: AudioMamba, batch: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stacked stream-start states: conv (depth, B, K-1, E) and SSM (depth, B, E, S)."""
+    param = next(model.parameters())
+    states = [blk.mixer.zero_state(batch, dtype=param.dtype, device=param.device)
+              for blk in model.layers]
+    return torch.stack([s.conv for s in states]), torch.stack([s.ssm for s in states])
+
+
+def window_step(model: AudioMamba, finalize: torch.Tensor, window: torch.Tensor,
+                new: torch.Tensor, conv: torch.Tensor, ssm: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One hop of the state-carrying runtime; the PyTorch runtime and the exported streaming
+    graph both run exactly this.
+
+    Layer-0 input tokens (B, n*F', D), oldest first: ``finalize`` (the columns leaving the
+    window this hop, possibly none), ``window`` (the rest of the window) and ``new`` (this
+    hop's columns). ``conv`` (depth, B, K-1, E) / ``ssm`` (depth, B, E, S): the forward states
+    at the frontier, i.e. before ``finalize``. Every layer is evaluated over all the tokens;
+    the returned states are advanced over ``finalize`` only.
+
+    Returns ``(out (B, L, D) final features of all tokens, kept (B, L - len(finalize), D)
+    layer-0 tokens that form the next window, conv', ssm')``.
+    """
+    x = torch.cat([finalize, window, new], dim=1)
+    split = finalize.shape[1]
+    states = [MixerState(conv=conv[i], ssm=ssm[i]) for i in range(conv.shape[0])]
+    out, new_states = model.run_layers(x, states, split=split)
+    return (out, x[:, split:], torch.stack([s.conv for s in new_states]),
+            torch.stack([s.ssm for s in new_states]))
+
+
 def _check_model(model: AudioMamba) -> None:
     if not isinstance(model, AudioMamba):
         raise ConfigError(f"expected an AudioMamba model, got {type(model).__name__}")
@@ -110,7 +141,7 @@ class StreamingRuntime:
         self._frames = torch.zeros(0, self.model.config.n_mels)  # frames of the next column
         self._new_tokens = self._param.new_zeros(1, 0, D)  # columns waiting for a full hop
         self._window = self._param.new_zeros(1, 0, D)  # layer-0 inputs of the window columns
-        self._frontier: list[MixerState] | None = None  # per layer; None = zeros (stream start)
+        self._conv, self._ssm = zero_frontier(self.model)  # forward states at the frontier
         self._first_window_column = 0  # index of the window's oldest column
         self._hops = 0
         self._stream_sum = torch.zeros(D, dtype=torch.float64)
@@ -127,8 +158,7 @@ class StreamingRuntime:
             "hop_columns": self.hop_columns, "pool": self.pool,
             "front_end": self.front_end.state_dict(), "frames": self._frames.clone(),
             "new_tokens": self._new_tokens.clone(), "window": self._window.clone(),
-            "frontier": None if self._frontier is None else [
-                {"conv": s.conv.clone(), "ssm": s.ssm.clone()} for s in self._frontier],
+            "conv": self._conv.clone(), "ssm": self._ssm.clone(),
             "first_window_column": self._first_window_column, "hops": self._hops,
             "stream_sum": self._stream_sum.clone(), "stream_tokens": self._stream_tokens,
         }
@@ -146,16 +176,16 @@ class StreamingRuntime:
                 if state[key].dim() != 3 or state[key].shape[-1] != D:
                     raise StreamStateError(f"snapshot {key} has shape {tuple(state[key].shape)}; "
                                            f"expected (1, L, {D})")
-            frontier = state["frontier"]
-            if frontier is not None and len(frontier) != len(self.model.layers):
-                raise StreamStateError(f"snapshot has {len(frontier)} layer states; the model "
-                                       f"has {len(self.model.layers)} layers")
+            for key, ref in (("conv", self._conv), ("ssm", self._ssm)):
+                if tuple(state[key].shape) != tuple(ref.shape):
+                    raise StreamStateError(f"snapshot {key} state has shape "
+                                           f"{tuple(state[key].shape)}; this model needs "
+                                           f"{tuple(ref.shape)}")
             self.front_end.load_state_dict(state["front_end"])
             self._frames = state["frames"].clone()
             self._new_tokens = state["new_tokens"].clone()
             self._window = state["window"].clone()
-            self._frontier = None if frontier is None else [
-                MixerState(conv=s["conv"].clone(), ssm=s["ssm"].clone()) for s in frontier]
+            self._conv, self._ssm = state["conv"].clone(), state["ssm"].clone()
             self._first_window_column = int(state["first_window_column"])
             self._hops = int(state["hops"])
             self._stream_sum = state["stream_sum"].clone()
@@ -212,15 +242,17 @@ class StreamingRuntime:
 
     def _run_hop(self, new_tokens: torch.Tensor) -> HopResult:
         rows = self.rows
-        x = torch.cat([self._window, new_tokens], dim=1)
-        n_cols = x.shape[1] // rows
+        n_cols = (self._window.shape[1] + new_tokens.shape[1]) // rows
         W = self.window_columns
         n_final = 0 if W is None else max(0, n_cols - W)
+        fin = n_final * rows
         with torch.inference_mode():
-            out, states = self.model.run_layers(x, self._frontier, split=n_final * rows or None)
-            keep = n_cols if W is None else min(W, n_cols)
+            out, kept, conv, ssm = window_step(self.model, self._window[:, :fin],
+                                               self._window[:, fin:], new_tokens,
+                                               self._conv, self._ssm)
+            keep = n_cols - n_final
             if self.pool == "window":
-                pooled = out[0, (n_cols - keep) * rows:].mean(0)
+                pooled = out[0, fin:].mean(0)
             else:
                 total = self._stream_sum + out[0].double().sum(0)
                 pooled = (total / (self._stream_tokens + out.shape[1])).to(out.dtype)
@@ -235,11 +267,10 @@ class StreamingRuntime:
         result = HopResult(self._hops, first_col * SAMPLES_PER_COLUMN / SAMPLE_RATE,
                            column_end_sample(last_col) / SAMPLE_RATE, logits,
                            self.model.probabilities(logits), column_logits)
-        if n_final:
-            self._frontier = states
-            self._stream_sum += out[0, : n_final * rows].double().sum(0)
-            self._stream_tokens += n_final * rows
-        self._window = x[:, n_final * rows:]
+        self._conv, self._ssm = conv, ssm
+        self._stream_sum += out[0, :fin].double().sum(0)
+        self._stream_tokens += fin
+        self._window = kept
         self._first_window_column += n_final
         self._hops += 1
         return result
