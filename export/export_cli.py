@@ -17,6 +17,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input-frames", type=int, default=None,
                    help="rebuild an official model's position grid for this many frames first")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument("--streaming", action="store_true",
+                   help="export the streaming runtime's hop as a stateful graph instead "
+                        "(streaming-layout models; run it with export/onnx_stream_runner.py)")
+    p.add_argument("--window-s", type=float, default=1.92,
+                   help="--streaming: window in seconds (0.16 s columns), default 1.92")
+    p.add_argument("--hop-columns", type=int, default=1, help="--streaming: columns per hop")
     p.set_defaults(func=run)
 
 
@@ -26,6 +32,19 @@ def run(args: argparse.Namespace) -> int:
     from .onnx_export import export_onnx
 
     model = load_model(args.model, input_frames=args.input_frames)
-    report = export_onnx(model, args.out, overwrite=args.overwrite)
+    if args.streaming:
+        from streaming_aum.audio_constants import SAMPLE_RATE, SAMPLES_PER_COLUMN
+
+        from .streaming_export import export_streaming_onnx
+
+        if not args.window_s > 0:
+            from streaming_aum.errors import ConfigError
+
+            raise ConfigError(f"--window-s must be positive, got {args.window_s}")
+        columns = max(1, round(args.window_s * SAMPLE_RATE / SAMPLES_PER_COLUMN))
+        report = export_streaming_onnx(model, args.out, window_columns=columns,
+                                       hop_columns=args.hop_columns, overwrite=args.overwrite)
+    else:
+        report = export_onnx(model, args.out, overwrite=args.overwrite)
     sys.stdout.write(json.dumps(report) + "\n")
     return 0

@@ -121,6 +121,12 @@ def kaldi_fbank(waveform: torch.Tensor, *, remove_clip_dc: bool = True) -> torch
     w = validate_waveform(waveform, min_samples=FRAME_SAMPLES, reason="one fbank frame")
     if remove_clip_dc:
         w = w - w.mean()
+    return kaldi_fbank_unchecked(w)
+
+
+def kaldi_fbank_unchecked(w: torch.Tensor) -> torch.Tensor:
+    """The fbank computation alone, for already-validated ``(n,)`` float32 samples (and for
+    graphs being exported, which cannot hold data-dependent checks)."""
     return kaldi.fbank(
         w.unsqueeze(0),
         htk_compat=True,
