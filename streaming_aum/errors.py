@@ -17,3 +17,11 @@ class CheckpointError(AuMError, ValueError):
 
 class ConfigError(AuMError, ValueError):
     """An invalid model or runtime configuration."""
+
+
+class StreamStateError(AuMError, ValueError):
+    """A malformed streaming snapshot, or a push after ``flush()`` without ``reset()``."""
+
+
+class EventInputError(AuMError, ValueError):
+    """Score frames or an events file that cannot be used (times, shapes, values, header)."""

@@ -38,7 +38,7 @@ from typing import IO, Any, Iterable, Mapping, Sequence, Union
 
 import numpy as np
 
-from .errors import AuMError, ConfigError
+from .errors import ConfigError, EventInputError
 
 TIME_EPS_S: float = 1e-6
 """Slack (seconds) in every time comparison, far below one audio sample at 48 kHz."""
@@ -55,10 +55,6 @@ STATE_FORMAT: str = "streaming_aum.events.EventTracker"
 STATE_VERSION: int = 1
 
 Threshold = Union[float, Mapping[str, float]]
-
-
-class EventInputError(AuMError, ValueError):
-    """Score frames or an events file that cannot be used (times, shapes, values, header)."""
 
 
 # --------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ import torch
 
 from streaming_aum.audio_constants import FRAME_SAMPLES, HOP_SAMPLES, N_MELS, SAMPLE_RATE, num_frames
 from streaming_aum.audio_io import check_sample_rate, to_float32
-from streaming_aum.errors import AudioInputError, AuMError
+from streaming_aum.errors import AudioInputError, StreamStateError
 from streaming_aum.features import NormLike, NormStats, kaldi_fbank, normalize, resolve_norm
 
 __all__ = [
@@ -45,10 +45,6 @@ __all__ = [
 #: torchaudio.functional.resample defaults, reproduced by StreamingResampler.
 LOWPASS_FILTER_WIDTH: int = 6
 ROLLOFF: float = 0.99
-
-
-class StreamStateError(AuMError, ValueError):
-    """A malformed streaming snapshot, or a push after ``flush()`` without ``reset()``."""
 
 
 # --------------------------------------------------------------------------------------------
