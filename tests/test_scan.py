@@ -216,3 +216,26 @@ def test_state_at_returns_the_intermediate_state(backend, at):
     _, st = causal_conv1d(x, w, b, state_at=at)
     _, st_ref = causal_conv1d(x[:, :at], w, b)
     torch.testing.assert_close(st, st_ref, atol=0, rtol=0)
+
+
+@needs_numba
+def test_fused_threads_split_channels_exactly_and_concurrent_calls_are_safe():
+    """The kernel's channel blocks run on a thread pool: any thread count gives the same bits,
+    and scans called from several Python threads at once (a mic callback beside the main
+    thread) stay correct."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    inp = make_inputs(3000, E=100, batch=3)  # above the parallel-work threshold
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        y1, h1 = run(selective_scan_fused_cpu, inp)
+        torch.set_num_threads(2)
+        y2, h2 = run(selective_scan_fused_cpu, inp)
+        with ThreadPoolExecutor(4) as ex:
+            outs = list(ex.map(lambda _: run(selective_scan_fused_cpu, inp), range(8)))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(y1, y2) and torch.equal(h1, h2)
+    for y, h in outs:
+        assert torch.equal(y, y1) and torch.equal(h, h1)

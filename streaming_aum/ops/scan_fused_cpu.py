@@ -15,6 +15,11 @@ Why this layout and these numerics:
   below -100 are clamped (exp(-100) = 3.7e-44 is a float32 denormal, effectively 0), so large
   step sizes can neither overflow nor produce NaN.
 * ``softplus(delta + bias)`` and ``dt * u`` are computed beforehand by torch (vectorised).
+* Threads: the kernel itself is serial over a range of channel blocks and releases the GIL
+  (``nogil``); ``torch.get_num_threads()`` ranges run on a small Python thread pool. Numba's own
+  ``parallel=True`` runs an OpenMP pool beside torch's: the two pools' spinning threads starved
+  each other on a 2-core machine (the small ops of a streaming hop became 10x slower), and its
+  workqueue layer aborts on concurrent calls. Idle pool threads here block instead of spinning.
 
 The state ``h`` is kept in float32 like the CUDA kernel; the decay is rounded to float32.
 Float32 only; other dtypes go to the reference path (see ``dispatch``).
@@ -22,12 +27,14 @@ Float32 only; other dtypes go to the reference path (see ``dispatch``).
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 
 try:  # numba is a core dependency, but keep the reference path alive if it is broken
-    import numba
-    from numba import njit, prange
+    from numba import njit
 
     HAVE_NUMBA = True
 except Exception:  # pragma: no cover - exercised only without numba
@@ -38,16 +45,17 @@ EXP_CLAMP = -100.0
 
 if HAVE_NUMBA:
 
-    @njit(parallel=True, fastmath=True, cache=True, nogil=True)
-    def _scan_kernel(dt, dtu, At, Bm, Cm, h0, reverse, y, hT):  # pragma: no cover - compiled
+    @njit(fastmath=True, cache=True, nogil=True)
+    def _scan_kernel(dt, dtu, At, Bm, Cm, h0, reverse, y, hT, lo, hi):  # pragma: no cover
         """dt, dtu, y: (nb, L, E) f32; At: (S, E) f32; Bm, Cm: (nb, L, S) f32; h0, hT: (nb, S, E) f32.
 
-        Writes ``y[b, t, e] = sum_s h_t[s, e] * C[b, t, s]`` (no D term) and the last state.
+        Over (batch, channel-block) items ``lo..hi-1`` writes ``y[b, t, e] = sum_s h_t[s, e] *
+        C[b, t, s]`` (no D term) and the last state.
         """
         nb, L, E = dt.shape
         S = At.shape[0]
         nblk = (E + LANES - 1) // LANES
-        for idx in prange(nb * nblk):
+        for idx in range(lo, hi):
             b = idx // nblk
             e0 = (idx - b * nblk) * LANES
             w = min(LANES, E - e0)
@@ -92,6 +100,21 @@ if HAVE_NUMBA:
                     hT[b, s, e0 + j] = h[s, j]
 
 
+_MAX_THREADS = 64
+_MIN_PARALLEL_WORK = 16_384  # L * E below which one thread beats the hand-off (streaming hops)
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=_MAX_THREADS,
+                                       thread_name_prefix="aum-scan")
+        return _POOL
+
+
 def selective_scan_fused_cpu(
     u: torch.Tensor,
     delta: torch.Tensor,
@@ -123,12 +146,21 @@ def selective_scan_fused_cpu(
         h0t = torch.zeros(batch, state, channels, dtype=torch.float32)
     else:
         h0t = h0.transpose(1, 2).contiguous()
-    # Follow torch's intra-op thread count, so one knob (torch.set_num_threads) sets both.
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
     y = torch.empty(batch, length, channels, dtype=torch.float32)
     hT = torch.empty(batch, state, channels, dtype=torch.float32)
-    _scan_kernel(dt.numpy(), dtu.numpy(), At.numpy(), B.contiguous().numpy(),
-                 C.contiguous().numpy(), h0t.numpy(), bool(reverse), y.numpy(), hT.numpy())
+    args = (dt.numpy(), dtu.numpy(), At.numpy(), B.contiguous().numpy(),
+            C.contiguous().numpy(), h0t.numpy(), bool(reverse), y.numpy(), hT.numpy())
+    items = batch * ((channels + LANES - 1) // LANES)
+    # torch's intra-op thread count sets ours too (one knob: torch.set_num_threads).
+    parts = max(1, min(torch.get_num_threads(), items, _MAX_THREADS))
+    if parts == 1 or length * channels < _MIN_PARALLEL_WORK:
+        _scan_kernel(*args, 0, items)
+    else:
+        bounds = [items * i // parts for i in range(parts + 1)]
+        futures = [_pool().submit(_scan_kernel, *args, lo, hi)
+                   for lo, hi in zip(bounds[:-1], bounds[1:])]
+        for f in futures:
+            f.result()
     if D is not None:
         y = y + D * u
     return y, hT.transpose(1, 2)
