@@ -19,10 +19,16 @@ META_PREFIX = "streaming_aum."
 
 
 class OnnxStreamRunner:
-    def __init__(self, path: str, providers: list[str] | None = None) -> None:
+    def __init__(self, path: str, providers: list[str] | None = None,
+                 threads: int | None = None) -> None:
         import onnxruntime as ort
 
-        self.session = ort.InferenceSession(path, providers=providers or ["CPUExecutionProvider"])
+        opts = ort.SessionOptions()
+        if threads is not None:  # e.g. 1 for a real-time thread beside the audio callback
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(path, sess_options=opts,
+                                            providers=providers or ["CPUExecutionProvider"])
         raw = self.session.get_modelmeta().custom_metadata_map
         meta = {k[len(META_PREFIX):]: json.loads(v) for k, v in raw.items()
                 if k.startswith(META_PREFIX)}
