@@ -74,7 +74,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
            if p.key.startswith(META_PREFIX)}
     missing = {"config", "labels", "norm", "activation", "dynamic_frames", "frames"} - set(raw)
     if missing:
-        raise ConfigError(f"{path}: not an streaming_aum ONNX export (metadata {sorted(missing)} "
+        raise ConfigError(f"{path}: not a streaming_aum ONNX export (metadata {sorted(missing)} "
                           "missing); export it with `aum export`")
     return {"config": json.loads(raw["config"]), "labels": json.loads(raw["labels"]),
             "norm": raw["norm"], "activation": raw["activation"],

@@ -5,10 +5,12 @@ unrolled by the tracer), see ``docs/packaging.md`` section 6; the scan higher-or
 one ONNX ``Scan`` node whose body is a single time step, so the graph runs at any length and
 ONNX Runtime executes the recurrence in its own loop.
 
-The step computes ``exp(dt_t * A)`` itself (nothing of size L x E x S is materialised). ``A`` is
-threaded through the carry because the op's body may not capture tensors. Layouts as
-``scan_reference`` (channels-last); the prototype op is private API, so torch is pinned and the
-export tests run the graph at lengths not seen during export.
+ONNX Runtime executes a ``Scan`` body node by node at every step, with a fixed cost per node,
+so the body is kept minimal (``h = dA*h + dBu; y = sum(h*C)``): the decays ``exp(dt*A)`` and
+inputs ``dt*u*B`` are computed before the loop as whole (L, B, E, S) tensors by single
+vectorised ops (memory L x B x E x S floats per scan). Layouts as ``scan_reference``
+(channels-last); the prototype op is private API, so torch is pinned and the export tests run
+the graph at lengths not seen during export.
 """
 
 from __future__ import annotations
@@ -19,14 +21,17 @@ from torch._higher_order_ops.scan import scan
 from .scan_reference import softplus_like_cuda
 
 
-def _step(carry: tuple[torch.Tensor, torch.Tensor],
-          xs: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
-          ) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
-    h, A = carry  # (B, E, S), (E, S)
-    dt, dtu, b, c = xs  # (B, E), (B, E), (B, S), (B, S)
-    h = torch.exp(dt.unsqueeze(-1) * A) * h + dtu.unsqueeze(-1) * b.unsqueeze(1)
-    y = (h * c.unsqueeze(1)).sum(-1)
-    return (h, A.clone()), (y, h.clone())
+def _step(h: torch.Tensor, xs: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+    dA, dBu, c = xs  # (B, E, S), (B, E, S), (B, 1, S)
+    h = dA * h + dBu
+    return h, (h * c).sum(-1)
+
+
+def _step_with_states(h: torch.Tensor, xs: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+                      ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    h, y = _step(h, xs)
+    return h, (y, h.clone())
 
 
 def selective_scan_export(
@@ -55,11 +60,15 @@ def selective_scan_export(
     dtu = dt * uf
     if h0 is None:
         h0 = torch.zeros(u.shape[0], A.shape[0], A.shape[1], dtype=dtype, device=u.device)
-    xs = (dt.transpose(0, 1), dtu.transpose(0, 1), B.to(dtype).transpose(0, 1),
-          C.to(dtype).transpose(0, 1))
     h0 = h0.to(dtype)
-    (h_last, _), (ys, hs) = scan(_step, (h0, A.to(dtype)), xs, dim=0, reverse=reverse)
-    if state_at is not None:
+    dt_t, dtu_t = dt.transpose(0, 1).unsqueeze(-1), dtu.transpose(0, 1).unsqueeze(-1)
+    dA = torch.exp(dt_t * A.to(dtype))  # (L, B, E, S)
+    dBu = dtu_t * B.to(dtype).transpose(0, 1).unsqueeze(2)  # (L, B, E, S)
+    xs = (dA, dBu, C.to(dtype).transpose(0, 1).unsqueeze(2))
+    if state_at is None:
+        h_last, ys = scan(_step, h0, xs, dim=0, reverse=reverse)
+    else:
+        h_last, (ys, hs) = scan(_step_with_states, h0, xs, dim=0, reverse=reverse)
         h_last = torch.cat([h0.unsqueeze(0), hs], dim=0)[state_at]
     y = ys.transpose(0, 1)
     if D is not None:
