@@ -21,12 +21,22 @@ def build_parser() -> argparse.ArgumentParser:
     classify_cli.add_parser(sub)
     from . import stream_cli
     stream_cli.add_parser(sub)
+    from export import export_cli
+    export_cli.add_parser(sub)
+    from export import score_cli
+    score_cli.add_parser(sub)
 
     bench = sub.add_parser("bench", help="speed and memory benchmarks")
     bench_sub = bench.add_subparsers(dest="bench_command", metavar="BENCH")
     bench_sub.required = True
     from .bench import offline as bench_offline
     bench_offline.add_parser(bench_sub)
+    from .bench import streaming as bench_streaming
+    bench_streaming.add_parser(bench_sub)
+    from .bench import onnx as bench_onnx
+    bench_onnx.add_parser(bench_sub)
+    from .bench import onnx_stream as bench_onnx_stream
+    bench_onnx_stream.add_parser(bench_sub)
     return parser
 
 
