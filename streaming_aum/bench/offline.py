@@ -28,12 +28,19 @@ How each figure is obtained (every (model, clip) runs in its own fresh child pro
   (``rss_model_mb`` is the resident size with the model loaded). Where the mark cannot be reset
   a thread polls the RSS every millisecond instead (``mem_method: "poll"``).
 * Noise: the figures are only as good as the machine was quiet (with more runnable threads than
-  cores, times inflate several-fold). ``cpu_busy_before`` is the fraction of all CPUs busy in the
-  0.5 s before the child started, ``load_1m`` the 1-minute load average at its start;
-  ``--wait-quiet`` waits for idle CPUs before each measurement.
+  cores, times inflate several-fold). ``others_cpu`` is the share of the machine's CPU time that
+  other processes used while the child ran (``/proc/stat`` busy ticks minus the child's own CPU
+  time; 0 = undisturbed), ``cpu_busy_before`` the share busy in the 0.5 s before it started,
+  ``load_1m`` the 1-minute load average at its start; ``--wait-quiet`` waits for idle CPUs before
+  each measurement. Each timed forward has its own share (``others_per_run``), and
+  ``--max-others F`` redoes a forward disturbed by more than ``F`` (``discarded_s`` lists them).
 * ``--profile`` adds ``breakdown`` from one extra forward with timers around the stages
   (AuM: patch embed, in/out projections, x/dt projections, causal conv, selective scan with its
   numba kernel part, rest; AST: patch embed, q/k/v/o projections, attention core, MLP, rest).
+  ``scan_kernel_s`` is the wall time inside the numba kernel (calls running on several threads
+  at once count once), ``scan_torch_s`` the rest of the scan calls (softplus, ``dt * u``, layout
+  copies, the D skip, thread hand-off). With ``--max-others`` a disturbed profiled forward is
+  redone like a timed one; ``breakdown["others"]`` is its share of other processes.
 """
 
 from __future__ import annotations
@@ -199,6 +206,26 @@ class _StageClock:
     def __init__(self) -> None:
         self.acc: dict[str, float] = defaultdict(float)
         self._starts: dict[int, float] = {}
+        self.intervals: dict[str, list[tuple[float, float]]] = defaultdict(list)
+
+    def wrap_wall(self, name: str, fn: Callable) -> Callable:
+        """Like ``wrap`` for a function that may run in several threads at once: records
+        intervals, so that ``wall(name)`` counts overlapping calls once."""
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.intervals[name].append((t0, time.perf_counter()))
+        return timed
+
+    def wall(self, name: str) -> float:
+        total, end = 0.0, float("-inf")
+        for a, b in sorted(self.intervals.get(name, [])):
+            if b > end:
+                total += b - max(a, end)
+                end = b
+        return total
 
     def wrap(self, name: str, fn: Callable) -> Callable:
         def timed(*args: Any, **kwargs: Any) -> Any:
@@ -274,7 +301,9 @@ def _aum_stage_timers(model: Any, clock: _StageClock) -> Iterator[None]:
         mixer_mod.causal_conv1d = clock.wrap("conv", mixer_mod.causal_conv1d)
         mixer_mod.F = _LinearByWeight(mixer_mod.F, clock, names)
         if scan_fused_cpu.HAVE_NUMBA:
-            scan_fused_cpu._scan_kernel = clock.wrap("scan_kernel", scan_fused_cpu._scan_kernel)
+            # the kernel may run on several pool threads at once: count its wall time
+            scan_fused_cpu._scan_kernel = clock.wrap_wall("scan_kernel",
+                                                          scan_fused_cpu._scan_kernel)
         yield
     finally:
         for (mod, attr), value in saved.items():
@@ -309,6 +338,36 @@ def _breakdown(acc: dict[str, float], total: float, order: list[str]) -> dict[st
 
 
 # One measurement (child side) --------------------------------------------------------------
+MAX_TRIES_PER_REPEAT = 3  # with --max-others: at most 3 * repeats timed forwards in all
+
+
+def _others_share(j0: tuple[int, int] | None, j1: tuple[int, int] | None,
+                  own_cpu_s: float) -> float | None:
+    """Share of all CPUs' time between two /proc/stat samples used by processes other than the
+    one(s) whose CPU time is ``own_cpu_s``."""
+    if j0 is None or j1 is None or j1[1] <= j0[1]:
+        return None
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    busy = (j1[0] - j0[0]) - own_cpu_s * tick
+    return round(min(1.0, max(0.0, busy / (j1[1] - j0[1]))), 3)
+
+
+def _self_cpu_s() -> float:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_SELF)  # all threads of this process
+    return ru.ru_utime + ru.ru_stime
+
+
+def _timed_share_of_others(fn: Callable[[], Any]) -> tuple[float, float | None]:
+    """(wall seconds of ``fn()``, share of the machine's CPU time other processes used meanwhile)."""
+    j0, c0 = _cpu_jiffies(), _self_cpu_s()
+    t0 = time.perf_counter()
+    fn()
+    elapsed = time.perf_counter() - t0
+    return elapsed, _others_share(j0, _cpu_jiffies(), _self_cpu_s() - c0)
+
+
 def _build(name: str, frames: int) -> tuple[Any, Any, dict[str, Any]]:
     import torch
 
@@ -359,22 +418,31 @@ def measure_one(spec: dict[str, Any]) -> dict[str, Any]:
         t0 = time.perf_counter()
         forward()  # warm-up: numba compile / cache load, oneDNN primitives, first-touch pages
         warmup_s = time.perf_counter() - t0
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            forward()
-            times.append(time.perf_counter() - t0)
+        max_others = spec.get("max_others")
+        times, others_kept, discarded = [], [], []
+        while len(times) < repeats:
+            elapsed, others = _timed_share_of_others(forward)
+            budget_left = len(times) + len(discarded) + 1 < MAX_TRIES_PER_REPEAT * repeats
+            if (max_others is not None and others is not None and others > max_others
+                    and budget_left):
+                discarded.append(round(elapsed, 4))
+                continue
+            times.append(elapsed)
+            others_kept.append(others)
         breakdown = None
         if profile:
-            clock = _StageClock()
             timers = _aum_stage_timers if is_aum else _ast_stage_timers
-            with timers(model, clock):
-                t0 = time.perf_counter()
-                forward()
-                total = time.perf_counter() - t0
+            for _ in range(MAX_TRIES_PER_REPEAT):  # redo a disturbed one, as above
+                clock = _StageClock()
+                with timers(model, clock):
+                    total, profile_others = _timed_share_of_others(forward)
+                if (max_others is None or profile_others is None
+                        or profile_others <= max_others):
+                    break
             if is_aum:
                 acc = dict(clock.acc)
-                acc["scan_torch"] = acc.get("scan", 0.0) - acc.get("scan_kernel", 0.0)
+                acc["scan_kernel"] = clock.wall("scan_kernel")
+                acc["scan_torch"] = max(0.0, acc.get("scan", 0.0) - acc["scan_kernel"])
                 breakdown = _breakdown(acc, total, ["patch_embed", "in_out_proj", "x_dt_proj",
                                                     "conv", "scan_kernel", "scan_torch"])
                 breakdown["scan_s"] = round(acc.get("scan", 0.0), 4)
@@ -383,6 +451,7 @@ def measure_one(spec: dict[str, Any]) -> dict[str, Any]:
                 acc["attention_core"] = acc.get("attention", 0.0) - acc.get("qkvo_proj", 0.0)
                 breakdown = _breakdown(acc, total, ["patch_embed", "qkvo_proj",
                                                     "attention_core", "mlp"])
+            breakdown["others"] = profile_others
         rss_model = _rss_bytes()
         with peak_rss_growth() as mem:
             forward()
@@ -399,6 +468,8 @@ def measure_one(spec: dict[str, Any]) -> dict[str, Any]:
         "backend": info["backend"],
         "repeats": repeats,
         "times_s": [round(t, 4) for t in times],
+        "others_per_run": others_kept,
+        "discarded_s": discarded,
         "warmup_s": round(warmup_s, 4),
         "rss_model_mb": None if rss_model is None else round(rss_model / 2**20, 1),
         "mem_method": mem["method"],
@@ -423,23 +494,26 @@ def _child_env(threads: int) -> dict[str, str]:
     return env
 
 
+def _cpu_jiffies() -> tuple[int, int] | None:
+    """(busy, total) clock ticks of all CPUs since boot, from /proc/stat; None off Linux."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = [int(v) for v in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal (guest is in user)
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return total - idle, total
+
+
 def cpu_busy_fraction(interval: float = 0.5) -> float | None:
     """Fraction of all CPUs busy over ``interval`` seconds (from /proc/stat); None off Linux."""
-    def sample() -> tuple[int, int] | None:
-        try:
-            with open("/proc/stat") as fh:
-                fields = [int(v) for v in fh.readline().split()[1:]]
-        except (OSError, ValueError):
-            return None
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-        return sum(fields), idle
-
-    a = sample()
+    a = _cpu_jiffies()
     time.sleep(interval)
-    b = sample()
-    if a is None or b is None or b[0] == a[0]:
+    b = _cpu_jiffies()
+    if a is None or b is None or b[1] == a[1]:
         return None
-    return 1.0 - (b[1] - a[1]) / (b[0] - a[0])
+    return (b[0] - a[0]) / (b[1] - a[1])
 
 
 def wait_until_quiet(max_wait: float, busy_below: float = 0.15) -> float | None:
@@ -451,16 +525,30 @@ def wait_until_quiet(max_wait: float, busy_below: float = 0.15) -> float | None:
     return busy
 
 
+def _children_cpu_s() -> float:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def _run_child(spec: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+    """Run one measurement in a fresh process. Adds ``others_cpu``: the share of the machine's
+    CPU time that other processes used while the child ran (0: undisturbed; from /proc/stat
+    minus the child's own CPU time)."""
     cmd = [sys.executable, "-m", "streaming_aum.bench.offline", "--one", json.dumps(spec)]
+    jiffies0, child0 = _cpu_jiffies(), _children_cpu_s()
     try:
         proc = subprocess.run(cmd, env=_child_env(int(spec["threads"])), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise RuntimeError(f"timed out after {timeout:g} s")
+    others = _others_share(jiffies0, _cpu_jiffies(), _children_cpu_s() - child0)
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(RECORD_PREFIX):
-            return json.loads(line[len(RECORD_PREFIX):])
+            record = json.loads(line[len(RECORD_PREFIX):])
+            record["others_cpu"] = others
+            return record
     tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
     how = f"exit code {proc.returncode}" if proc.returncode >= 0 else f"signal {-proc.returncode}"
     raise RuntimeError(f"measurement process failed ({how}): {' | '.join(tail) or 'no output'}")
@@ -477,13 +565,13 @@ def _fmt_busy(x: float | None) -> str:
 def format_table(records: list[dict[str, Any]]) -> str:
     lines = []
     head = (f"{'model':<10} {'clip_s':>6} {'frames':>6} {'tokens':>6} {'params_M':>8} "
-            f"{'s/clip':>8} {'min_s':>8} {'peak_MB':>8} {'rss_MB':>7} {'busy':>5}  backend")
-    lines += [head, "-" * len(head)]  # busy: CPUs busy before the measurement (other work)
+            f"{'s/clip':>8} {'min_s':>8} {'peak_MB':>8} {'rss_MB':>7} {'others':>6}  backend")
+    lines += [head, "-" * len(head)]
     for r in records:
         lines.append(f"{r['model']:<10} {r['clip_s']:>6g} {r['frames']:>6} {r['tokens']:>6} "
                      f"{r['params_m']:>8.2f} {r['s_per_clip']:>8.3f} "
                      f"{r.get('min_s', r['s_per_clip']):>8.3f} {r['peak_mb']:>8.1f} "
-                     f"{r.get('rss_model_mb') or 0:>7.0f} {_fmt_busy(r.get('cpu_busy_before')):>5}  "
+                     f"{r.get('rss_model_mb') or 0:>7.0f} {_fmt_busy(r.get('others_cpu')):>6}  "
                      f"{r['backend']}")
     by = {(r["model"], r["clip_s"]): r for r in records}
     clips = list(dict.fromkeys(r["clip_s"] for r in records))
@@ -518,8 +606,11 @@ def format_table(records: list[dict[str, Any]]) -> str:
             bd = r["breakdown"]
             total = bd["total_s"] or 1.0
             parts = ", ".join(f"{k[:-2]} {v:.3f} ({100 * v / total:.0f}%)" for k, v in bd.items()
-                              if k not in ("total_s", "scan_s"))
-            lines.append(f"  {r['model']} {r['clip_s']:g} s: total {bd['total_s']:.3f}: {parts}")
+                              if k.endswith("_s") and k not in ("total_s", "scan_s"))
+            lines.append(f"  {r['model']} {r['clip_s']:g} s: total {bd['total_s']:.3f}: {parts}; "
+                         f"others {_fmt_busy(bd.get('others'))}")
+    lines += ["", "others: share of the machine's CPU time used by other processes during the "
+                  "measurement (0% = undisturbed)."]
     return "\n".join(lines)
 
 
@@ -530,6 +621,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--threads must be at least 1, got {args.threads}")
     if args.repeats < 1:
         raise ConfigError(f"--repeats must be at least 1, got {args.repeats}")
+    if args.max_others is not None and not 0 <= args.max_others <= 1:
+        raise ConfigError(f"--max-others is a fraction in [0, 1], got {args.max_others}")
     ast_repeats = args.repeats if args.ast_repeats is None else args.ast_repeats
     if ast_repeats < 1:
         raise ConfigError(f"--ast-repeats must be at least 1, got {ast_repeats}")
@@ -541,7 +634,7 @@ def run(args: argparse.Namespace) -> int:
         for name in models:
             spec = {"model": name, "clip_s": clip_s, "threads": args.threads,
                     "repeats": ast_repeats if name in AST_MODELS else args.repeats,
-                    "profile": bool(args.profile)}
+                    "profile": bool(args.profile), "max_others": args.max_others}
             frames = clip_frames(clip_s)
             print(f"[bench offline] {name} {clip_s:g} s ({frames} frames) ...", file=sys.stderr,
                   flush=True)
@@ -559,6 +652,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"[bench offline]   {rec['s_per_clip']:.3f} s/clip, peak {rec['peak_mb']:.0f} MB",
                   file=sys.stderr, flush=True)
             records.append(rec)
+    if args.output:
+        Path(args.output).write_text(json.dumps(records, indent=2) + "\n")
     if args.json:
         print(json.dumps(records, indent=2))
     else:
@@ -579,6 +674,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                     "(the official 10.24 s input), rounded to 16-frame patch columns.")
     p.add_argument("--json", action="store_true",
                    help="print only the JSON list of records on stdout (progress goes to stderr)")
+    p.add_argument("--output", metavar="FILE", default=None,
+                   help="also write the JSON list of records to FILE (table mode too)")
     p.add_argument("--models", default=DEFAULT_MODELS,
                    help=f"comma list from {', '.join(MODEL_NAMES)} (default: %(default)s)")
     p.add_argument("--clips", default=DEFAULT_CLIPS,
@@ -596,6 +693,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                    help="before each measurement wait up to SECONDS for the CPUs to be idle "
                         "(under 15%% busy); for shared machines (default: no wait)")
+    p.add_argument("--max-others", type=float, default=None, metavar="FRACTION",
+                   help="discard and redo a timed forward during which other processes used more "
+                        "than FRACTION of the machine's CPU time (at most 3 x --repeats forwards "
+                        "in all; kept runs' shares are in others_per_run, discarded times in "
+                        "discarded_s); for shared machines (default: keep every run)")
     p.add_argument("--timeout", type=float, default=3600.0,
                    help="seconds allowed per (model, clip) process (default: %(default)s)")
     p.set_defaults(func=run)
