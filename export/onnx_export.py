@@ -51,6 +51,18 @@ def _require_onnx() -> tuple[Any, Any]:
     return onnx, onnxruntime
 
 
+def prepare_export(model: AudioMamba, out: str | Path, overwrite: bool
+                   ) -> tuple[AudioMamba, Path]:
+    """Refuse to replace ``out`` unless asked; a float32 eval model to trace (a copy when the
+    caller's model has another dtype: the caller's model is never changed)."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite (overwrite=True) to replace it")
+    if next(model.parameters()).dtype != torch.float32:
+        model = copy.deepcopy(model).float()
+    return model.eval(), out
+
+
 def metadata_for(model: AudioMamba, norm: str | None = None) -> dict[str, str]:
     cfg = model.config
     return {
@@ -87,12 +99,7 @@ def export_onnx(model: AudioMamba, out: str | Path, *, norm: str | None = None,
     """Export ``model`` (float32 copy, eval) to ``out`` and validate it; returns a report with
     the lengths checked and the max abs differences."""
     onnx, ort = _require_onnx()
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite (overwrite=True) to replace it")
-    if next(model.parameters()).dtype != torch.float32:  # never change the caller's model
-        model = copy.deepcopy(model).float()
-    model = model.eval()
+    model, out = prepare_export(model, out, overwrite)
     cfg = model.config
     dynamic_t = cfg.pos_embed == "freq_rows"
     frames = EXPORT_FRAMES if dynamic_t else cfg.spectrogram_frames

@@ -21,7 +21,6 @@ front end (Kaldi fbank + normalisation) is inside the graph, so the runner needs
 
 from __future__ import annotations
 
-import copy
 import json
 import warnings
 from pathlib import Path
@@ -39,7 +38,7 @@ from streaming_aum.offline import model_norm
 from streaming_aum.ops import scan_backend
 from streaming_aum.runtime import StreamingRuntime, window_step, zero_frontier
 
-from .onnx_export import META_PREFIX, _require_onnx
+from .onnx_export import META_PREFIX, _require_onnx, prepare_export
 
 STREAM_INPUTS = ("samples", "finalize", "window", "conv_state", "ssm_state")
 STREAM_OUTPUTS = ("logits", "column_logits", "window_out", "conv_state_out", "ssm_state_out")
@@ -78,12 +77,7 @@ def export_streaming_onnx(model: AudioMamba, out: str | Path, *, window_columns:
     if window_columns < hop_columns:
         raise ConfigError(f"window_columns ({window_columns}) must be at least hop_columns "
                           f"({hop_columns}) for the streaming graph")
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite (overwrite=True) to replace it")
-    if next(model.parameters()).dtype != torch.float32:  # never change the caller's model
-        model = copy.deepcopy(model).float()
-    model = model.eval()
+    model, out = prepare_export(model, out, overwrite)
     cfg = model.config
     graph = StreamingStepGraph(model, norm)
     rows, D = cfg.freq_patches, cfg.embed_dim
