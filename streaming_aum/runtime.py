@@ -29,10 +29,12 @@ import torch
 
 from .audio_constants import (FRAME_SAMPLES, FRAMES_PER_PATCH, SAMPLE_RATE, SAMPLES_PER_COLUMN,
                               column_end_sample)
+from .audio_io import check_sample_rate
 from .errors import ConfigError
 from .model import AudioMamba, MixerState
 from .offline import features_for_model, model_norm
-from .streaming_features import StreamingFrontEnd, StreamStateError, _chunk_to_float32
+from .streaming_features import (StreamingFrontEnd, StreamingResampler, StreamStateError,
+                                 _chunk_to_float32)
 
 POOLS = ("window", "stream")
 
@@ -297,12 +299,14 @@ class RecomputeRuntime:
         self.window_samples = None if window_s is None else int(round(window_s * SAMPLE_RATE))
         self.hop_columns = _positive_int(hop_columns, "hop_columns")
         self.norm = model_norm(model, norm)
-        self.input_rate = input_rate
-        self.front_end = StreamingFrontEnd(input_rate, norm=None)  # used for resampling only
+        self.input_rate = check_sample_rate(input_rate, "input_rate")
+        self._resampler = (StreamingResampler(self.input_rate, SAMPLE_RATE)
+                           if self.input_rate != SAMPLE_RATE else None)
         self.reset()
 
     def reset(self) -> None:
-        self.front_end.reset()
+        if self._resampler is not None:
+            self._resampler.reset()
         self._audio = torch.zeros(0)  # the last samples at 16 kHz
         self._audio_start = 0  # sample index of self._audio[0]
         self._hops = 0
@@ -315,8 +319,8 @@ class RecomputeRuntime:
         return {"kind": "RecomputeRuntime", "window_samples": self.window_samples,
                 "hop_columns": self.hop_columns, "audio": self._audio.clone(),
                 "audio_start": self._audio_start, "hops": self._hops, "flushed": self._flushed,
-                "resampler": (self.front_end._resampler.state_dict()
-                              if self.front_end._resampler is not None else None)}
+                "resampler": (self._resampler.state_dict()
+                              if self._resampler is not None else None)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         try:
@@ -326,10 +330,10 @@ class RecomputeRuntime:
                 if state[key] != getattr(self, key):
                     raise StreamStateError(f"snapshot has {key}={state[key]!r}; this runtime has "
                                            f"{getattr(self, key)!r}")
-            if (state["resampler"] is None) != (self.front_end._resampler is None):
+            if (state["resampler"] is None) != (self._resampler is None):
                 raise StreamStateError("snapshot was taken at another input rate")
             if state["resampler"] is not None:
-                self.front_end._resampler.load_state_dict(state["resampler"])
+                self._resampler.load_state_dict(state["resampler"])
             self._audio = state["audio"].clone()
             self._audio_start = int(state["audio_start"])
             self._hops = int(state["hops"])
@@ -349,7 +353,7 @@ class RecomputeRuntime:
         if self._flushed:
             raise StreamStateError("the stream was flushed; call reset() to start a new one")
         x = _chunk_to_float32(chunk)
-        resampler = self.front_end._resampler
+        resampler = self._resampler
         if resampler is not None:
             x = resampler._push_validated(x)
         return self._consume(x)
@@ -359,7 +363,7 @@ class RecomputeRuntime:
         arrived after the last hop's end (so the last result covers the entire stream)."""
         if self._flushed:
             raise StreamStateError("the stream was already flushed; call reset()")
-        resampler = self.front_end._resampler
+        resampler = self._resampler
         results = self._consume(resampler.flush() if resampler is not None else torch.zeros(0))
         self._flushed = True
         end = self._audio_start + self._audio.shape[0]

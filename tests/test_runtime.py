@@ -198,3 +198,26 @@ def test_recompute_runtime_official_model(fixtures_dir):
     assert full[-1].t_end == pytest.approx(3.0)
     chunked = stream(RecomputeRuntime(model, window_s=2.56), x, list(range(0, 48000, 999)))
     torch.testing.assert_close(stacked(chunked), stacked(results), atol=1e-6, rtol=0)
+
+
+def test_recompute_runtime_other_rate_is_chunk_invariant_and_resampled(fixtures_dir):
+    """8 kHz input: the runtime's own resampler gives what resampling the whole signal first
+    (then streaming at 16 kHz) gives, whatever the chunking; snapshots carry the resampler."""
+    from streaming_aum.streaming_features import StreamingResampler
+
+    model = load_model(fixtures_dir / "v2_d96_L4.pt")
+    x8 = audio(1.5)[::2].contiguous()  # 12000 samples read as 8 kHz
+    rs = StreamingResampler(8000)
+    x16 = torch.cat([rs.push(x8), rs.flush()])
+    expected = stream(RecomputeRuntime(model, window_s=1.0), x16, [])
+    rt = RecomputeRuntime(model, window_s=1.0, input_rate=8000)
+    first = rt.push(x8[:5000])
+    resumed = RecomputeRuntime(model, window_s=1.0, input_rate=8000)
+    resumed.load_state_dict(rt.state_dict())
+    got = first + stream(resumed, x8[5000:], [3333])
+    assert len(got) == len(expected)
+    torch.testing.assert_close(stacked(got), stacked(expected), atol=1e-6, rtol=0)
+    with pytest.raises(StreamStateError, match="input rate"):
+        RecomputeRuntime(model, window_s=1.0).load_state_dict(rt.state_dict())
+    with pytest.raises(AudioInputError):
+        RecomputeRuntime(model, input_rate=-5)
