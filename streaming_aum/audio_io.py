@@ -214,14 +214,19 @@ def validate_waveform(
             f"{name} {found}; at least {need} samples ({need / SAMPLE_RATE:g} s at "
             f"{SAMPLE_RATE // 1000} kHz) are needed{why}"
         )
+    check_finite(x, name)
+    return x.to(torch.float32).contiguous()
+
+
+def check_finite(x: torch.Tensor, name: str = "audio", note: str = "") -> None:
+    """Raise ``AudioInputError`` naming the count and first index of NaN/Inf samples in 1-D ``x``."""
     bad = ~torch.isfinite(x)
     if bool(bad.any()):
         idx = torch.nonzero(bad).flatten()
         raise AudioInputError(
             f"{name} contains {idx.numel()} NaN/Inf samples (first at index {int(idx[0])}); "
-            "all samples must be finite"
+            f"all samples must be finite{note}"
         )
-    return x.to(torch.float32).contiguous()
 
 
 def resample(waveform: torch.Tensor, orig_rate: int, target_rate: int) -> torch.Tensor:

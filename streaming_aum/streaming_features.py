@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from streaming_aum.audio_constants import FRAME_SAMPLES, HOP_SAMPLES, N_MELS, SAMPLE_RATE, num_frames
-from streaming_aum.audio_io import check_sample_rate, to_float32
+from streaming_aum.audio_io import check_finite, check_sample_rate, to_float32
 from streaming_aum.errors import AudioInputError, StreamStateError
 from streaming_aum.features import NormLike, NormStats, kaldi_fbank, normalize, resolve_norm
 
@@ -60,13 +60,7 @@ def _chunk_to_float32(chunk: Any, name: str = "chunk") -> torch.Tensor:
             f"{name} has shape {tuple(x.shape)}; streamed chunks must be 1-D (n,) mono samples "
             "(mix channels down with streaming_aum.audio_io.to_mono first)"
         )
-    bad = ~torch.isfinite(x)
-    if bool(bad.any()):
-        idx = torch.nonzero(bad).flatten()
-        raise AudioInputError(
-            f"{name} contains {idx.numel()} NaN/Inf samples (first at index {int(idx[0])}); "
-            "all samples must be finite (the stream state is unchanged)"
-        )
+    check_finite(x, name, note=" (the stream state is unchanged)")
     return x
 
 
