@@ -210,21 +210,12 @@ def scan_backend_of(model: Any) -> str:
         return resolve_backend(probe, model.layers[0].mixer.dt_proj.bias)
 
 
-# Resident memory ---------------------------------------------------------------------------
+# Machine probes (shared with bench.offline) -----------------------------------------------
 def rss_mb() -> float | None:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    try:
-        import psutil
+    from .offline import _rss_bytes
 
-        return psutil.Process().memory_info().rss / 2**20
-    except Exception:  # pragma: no cover - neither /proc nor psutil
-        return None
+    rss = _rss_bytes()
+    return None if rss is None else rss / 2**20
 
 
 class CpuMeter:
@@ -233,19 +224,12 @@ class CpuMeter:
     quiet machine it is near 0. ``None`` fields off Linux."""
 
     def __init__(self) -> None:
-        self._t0 = time.perf_counter()
-        self._stat0 = self._stat()
-        self._own0 = self._own()
+        from .offline import _cpu_jiffies
 
-    @staticmethod
-    def _stat() -> tuple[int, int] | None:
-        try:
-            with open("/proc/stat") as fh:
-                fields = [int(v) for v in fh.readline().split()[1:]]
-        except (OSError, ValueError):
-            return None
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-        return sum(fields[:8]), idle  # user..steal, without the guest columns
+        self._jiffies = _cpu_jiffies
+        self._t0 = time.perf_counter()
+        self._stat0 = _cpu_jiffies()
+        self._own0 = self._own()
 
     @staticmethod
     def _own() -> float:
@@ -254,12 +238,12 @@ class CpuMeter:
 
     def read(self) -> dict[str, float | None]:
         wall = time.perf_counter() - self._t0
-        stat = self._stat()
+        stat = self._jiffies()  # (busy, total) ticks
         own = (self._own() - self._own0) / wall if wall > 0 else None
-        if stat is None or self._stat0 is None or stat[0] == self._stat0[0] or own is None:
+        if stat is None or self._stat0 is None or stat[1] == self._stat0[1] or own is None:
             return {"own_cores": None if own is None else round(own, 2), "other_cores": None}
-        total, idle = stat[0] - self._stat0[0], stat[1] - self._stat0[1]
-        busy_cores = (total - idle) / total * (os.cpu_count() or 1)
+        busy, total = stat[0] - self._stat0[0], stat[1] - self._stat0[1]
+        busy_cores = busy / total * (os.cpu_count() or 1)
         return {"own_cores": round(own, 2), "other_cores": round(max(0.0, busy_cores - own), 2)}
 
 
