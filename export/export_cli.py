@@ -12,7 +12,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Export the full bidirectional model to ONNX with dynamic "
                                    "batch (and, for streaming-layout models, time) axes, then "
                                    "check it with the ONNX checker and ONNX Runtime.")
-    p.add_argument("--model", required=True, help="official checkpoint or saved model directory")
+    p.add_argument("--model", default=None,
+                   help="official AuM checkpoint (.pth/.pt) or a saved model directory "
+                        "(default: the shipped keyword spotter)")
     p.add_argument("--out", required=True, help="output .onnx file")
     p.add_argument("--input-frames", type=int, default=None,
                    help="rebuild an official model's position grid for this many frames first")

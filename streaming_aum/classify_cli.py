@@ -18,8 +18,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("classify", help="classify whole audio files (offline model)",
                        description="Score each audio file with the offline (bidirectional) model.")
     p.add_argument("inputs", nargs="+", metavar="AUDIO", help="audio files or directories")
-    p.add_argument("--model", required=True,
-                   help="official AuM checkpoint (.pth/.pt) or a saved model directory")
+    p.add_argument("--model", default=None,
+                   help="official AuM checkpoint (.pth/.pt) or a saved model directory "
+                        "(default: the shipped keyword spotter)")
     p.add_argument("--mode", choices=["offline"], default="offline",
                    help="offline: the whole file through the bidirectional model")
     p.add_argument("--format", choices=FORMATS, default="table")

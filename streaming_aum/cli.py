@@ -21,6 +21,14 @@ def build_parser() -> argparse.ArgumentParser:
     classify_cli.add_parser(sub)
     from . import stream_cli
     stream_cli.add_parser(sub)
+    from . import train_cli
+    train_cli.add_parser(sub)
+    from . import eval_cli
+    eval_cli.add_parser(sub)
+    from . import demo_cli
+    demo_cli.add_parser(sub)
+    from . import data_cli
+    data_cli.add_parser(sub)
     from export import export_cli
     export_cli.add_parser(sub)
     from export import score_cli

@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 
+#: The model shipped inside the package (a small streaming-layout KWS-12 keyword spotter, see
+#: its MODEL_CARD.md); ``load_model()`` with no path, and every CLI command without --model.
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "default_model"
+
 
 def _read_official_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
@@ -170,13 +174,20 @@ def _adapt(config: AuMConfig, sd: dict[str, torch.Tensor], input_frames: int | N
     return config, sd, skip
 
 
-def load_model(path: str | Path, *, input_frames: int | None = None,
+def load_model(path: str | Path | None = None, *, input_frames: int | None = None,
                num_classes: int | None = None) -> AudioMamba:
-    """An eval-mode ``AudioMamba`` from an official AuM checkpoint file or a saved model dir.
+    """An eval-mode ``AudioMamba`` from an official AuM checkpoint file or a saved model dir;
+    with no path, the default model shipped in the package (``DEFAULT_MODEL_DIR``).
 
     ``input_frames`` rebuilds the position grid for another input length (official bilinear
     resampling); ``num_classes`` different from the checkpoint's gives a fresh head.
     """
+    if path is None:
+        if not (DEFAULT_MODEL_DIR / WEIGHTS_NAME).is_file():
+            raise CheckpointError(f"the default model is missing from this installation "
+                                  f"({DEFAULT_MODEL_DIR}); reinstall streaming_aum or pass a "
+                                  "model path")
+        path = DEFAULT_MODEL_DIR
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such file or directory")

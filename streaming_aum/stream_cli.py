@@ -26,7 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("stream", help="stream an audio file through the runtime, one record per hop",
                        description="Feed AUDIO_FILE in chunks through the streaming runtime.")
     p.add_argument("audio", metavar="AUDIO_FILE")
-    p.add_argument("--model", required=True, help="official checkpoint or saved model directory")
+    p.add_argument("--model", default=None,
+                   help="official AuM checkpoint (.pth/.pt) or a saved model directory "
+                        "(default: the shipped keyword spotter)")
     p.add_argument("--chunk-samples", type=int, default=1600,
                    help="samples per pushed chunk, at the file's own rate (default 1600)")
     p.add_argument("--window-s", default=None,
@@ -47,8 +49,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def parse_window(text: str | None, model: AudioMamba) -> float | None:
-    """'inf' -> None (unbounded); a number of seconds > 0; None -> the model kind's default."""
+    """'inf' -> None (unbounded); a number of seconds > 0; None -> the window the model was
+    trained with (``config.extra["window_s"]``), else the model kind's default."""
     if text is None:
+        trained = model.config.extra.get("window_s")
+        if isinstance(trained, (int, float)) and trained > 0:
+            return float(trained)
         streaming = model.config.pos_embed == "freq_rows"
         return DEFAULT_STREAMING_WINDOW_S if streaming else DEFAULT_RECOMPUTE_WINDOW_S
     if text.strip().lower() in ("inf", "infinity", "none"):

@@ -3,12 +3,13 @@
 Backends (``set_scan_backend`` / env ``STREAMING_AUM_SCAN``, default ``auto``):
 
 * ``reference``: ``scan_reference``, per-step torch ops; any dtype/device, differentiable.
-* ``fused``: ``scan_fused_cpu``, the numba kernel; float32 CPU tensors, inference only.
+* ``fused``: ``scan_fused_cpu``, the numba kernel; float32 CPU tensors. With gradients it runs
+  ``scan_fused_grad`` (the same forward kernel plus a numba backward kernel): CPU training.
 * ``cuda``: mamba-ssm's kernel for CUDA tensors (differentiable); initial states by linearity.
 * ``export``: ``scan_export``, a scan higher-order op that becomes one ONNX ``Scan`` node (any
   length); selected while exporting, also runs eagerly.
 * ``auto``: ``cuda`` for CUDA tensors when mamba-ssm imports, ``fused`` for float32 CPU
-  inference, ``reference`` otherwise (float64, gradients on CPU, CUDA without mamba-ssm).
+  (inference and training), ``reference`` otherwise (float64, CUDA without mamba-ssm).
 
 Every backend takes an initial state and returns the final state, so streaming can carry it.
 """
@@ -22,7 +23,7 @@ from typing import Iterator
 import torch
 
 from ..errors import ConfigError
-from . import scan_cuda, scan_fused_cpu
+from . import scan_cuda, scan_fused_cpu, scan_fused_grad
 from .scan_reference import causal_conv1d_reference, selective_scan_reference, softplus_like_cuda
 
 SCAN_BACKENDS: tuple[str, ...] = ("auto", "reference", "fused", "cuda", "export")
@@ -61,16 +62,16 @@ def resolve_backend(u: torch.Tensor, *params: torch.Tensor | None) -> str:
     """The backend that will run a scan on these tensors under the current setting."""
     grad = _needs_grad(u, *params)
     fused_ok = (scan_fused_cpu.HAVE_NUMBA and u.device.type == "cpu"
-                and u.dtype == torch.float32 and not grad)
+                and u.dtype == torch.float32)
     cuda_ok = scan_cuda.HAVE_MAMBA_SSM and u.is_cuda and u.dtype != torch.float64
     if _backend in ("reference", "export"):
         return _backend
     if _backend == "auto":
         return "cuda" if cuda_ok else "fused" if fused_ok else "reference"
     if _backend == "fused" and not fused_ok:
-        raise ConfigError("scan backend 'fused' needs float32 CPU tensors without gradients and "
-                          f"numba; got dtype {u.dtype}, device {u.device}, gradients {grad}. "
-                          "Use 'auto' or 'reference'.")
+        raise ConfigError("scan backend 'fused' needs float32 CPU tensors and numba; got dtype "
+                          f"{u.dtype}, device {u.device} (gradients {grad}). Use 'auto' or "
+                          "'reference'.")
     if _backend == "cuda" and not cuda_ok:
         raise ConfigError("scan backend 'cuda' needs mamba-ssm (extra 'cuda') and CUDA tensors "
                           f"of a dtype other than float64; got {u.dtype} on {u.device}.")
@@ -136,6 +137,9 @@ def selective_scan(
         y1, h_mid = selective_scan(head[0], head[1], A, head[2], head[3], D, delta_bias, h0=h0)
         y2, _ = selective_scan(tail[0], tail[1], A, tail[2], tail[3], D, delta_bias, h0=h_mid)
         return torch.cat([y1, y2], dim=1), h_mid
+    if backend == "fused" and _needs_grad(u, delta, A, B, C, D, delta_bias, h0):
+        return scan_fused_grad.selective_scan_fused_grad(u, delta, A, B, C, D, delta_bias,
+                                                         h0=h0, reverse=reverse)
     if backend == "fused":
         return scan_fused_cpu.selective_scan_fused_cpu(u, delta, A, B, C, D, delta_bias,
                                                        h0=h0, reverse=reverse)

@@ -1,0 +1,247 @@
+"""Differentiable fused CPU selective scan: the numba forward kernel plus a numba backward kernel,
+joined by a ``torch.autograd.Function``. This is what makes CPU training practical: the
+reference scan's per-step torch ops cost ~25 tiny autograd nodes per token and layer.
+
+Split of work (why): ``dt = softplus(delta + bias)`` and the ``D * u`` skip term stay in torch,
+which differentiates them for free; the kernels handle only the recurrence
+
+    h_t = exp(dt_t * A) * h_{t-1} + dt_t * u_t * B_t,     y_t = <h_t, C_t>
+
+whose per-step graph is what autograd cannot do cheaply. Inputs ``dt, u`` (nb, L, E), ``A``
+(E, S), ``B, C`` (nb, L, S), ``h0`` (nb, E, S); outputs ``y`` (nb, L, E) and ``h_last`` (nb, E, S).
+
+Backward (per batch row b, per block of ``LANES`` channels, lanes = channels as in the forward
+kernel): the forward recurrence is recomputed into a local (L, S, LANES) buffer of states and
+decays (no activations are kept between forward and backward), then one reverse sweep carries
+``g_h``:
+
+    g_h_t   += gy_t * C_t                    gC_t[s] += sum_e gy_t[e] h_t[e, s]
+    gB_t[s] += sum_e g_h_t[e, s] dt_t u_t    g(dt u)_t[e] = sum_s g_h_t[e, s] B_t[s]
+    g(dA_t)  = g_h_t * h_{t-1}               gdt_t += sum_s g(dA_t) dA_t A,  gA += g(dA_t) dA_t dt_t
+    g_h_{t-1} = g_h_t * dA_t                 (and g_h0 is what is left after the first step)
+
+One work item is one batch row (all its channel blocks), so the B/C gradients, which sum over
+channels, are written by exactly one thread; ``gA`` (which sums over the batch) is written per
+row and reduced by torch afterwards.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .scan_fused_cpu import EXP_CLAMP, HAVE_NUMBA, LANES, _MAX_THREADS, _pool, _scan_kernel
+
+if HAVE_NUMBA:
+    from numba import njit
+
+    @njit(fastmath=True, cache=True, nogil=True)
+    def _exp_nonpos(x):  # pragma: no cover - compiled
+        """exp(x) for x <= 0 as in the forward kernel: P(x/256)^256 in float64."""
+        x = max(x, EXP_CLAMP) * 0.00390625
+        p = 1.0 + x * (1.0 + x * (0.5 + x * (1.0 / 6 + x * (1.0 / 24 + x * (
+            1.0 / 120 + x * (1.0 / 720 + x * (1.0 / 5040)))))))
+        p = p * p
+        p = p * p
+        p = p * p
+        p = p * p
+        p = p * p
+        p = p * p
+        p = p * p
+        p = p * p
+        return p
+
+    @njit(fastmath=True, cache=True, nogil=True)
+    def _scan_backward_kernel(dt, u, At, Bm, Cm, h0, reverse, gy, ghT,
+                              gdt, gu, gA, gB, gC, gh0, lo, hi):  # pragma: no cover
+        """dt, u, gy, gdt, gu: (nb, L, E); At: (S, E); Bm, Cm, gB, gC: (nb, L, S);
+        h0, ghT, gh0: (nb, S, E); gA: (nb, S, E) per-row partial sums. Rows ``lo..hi-1``."""
+        nb, L, E = dt.shape
+        S = At.shape[0]
+        nblk = (E + LANES - 1) // LANES
+        hs = np.zeros((L + 1, S, LANES), np.float32)  # hs[k + 1]: h after step k; hs[0] = h0
+        das = np.zeros((L, S, LANES), np.float32)  # decay used at step k
+        h = np.zeros((S, LANES), np.float32)
+        g = np.zeros((S, LANES), np.float32)
+        a = np.zeros((S, LANES), np.float32)
+        ga = np.zeros((S, LANES), np.float32)
+        dv = np.zeros(LANES, np.float32)
+        uv = np.zeros(LANES, np.float32)
+        gyv = np.zeros(LANES, np.float32)
+        gdtv = np.zeros(LANES, np.float32)
+        gduv = np.zeros(LANES, np.float32)
+        duv = np.zeros(LANES, np.float32)
+        # Lane-wise partial sums of gB/gC over this row's channel blocks, reduced once at the
+        # end of the row, so the inner loops stay vertical (SIMD) with no horizontal sums.
+        gbl = np.zeros((L, S, LANES), np.float32)
+        gcl = np.zeros((L, S, LANES), np.float32)
+        for b in range(lo, hi):
+            gbl[:] = 0.0
+            gcl[:] = 0.0
+            for blk in range(nblk):
+                e0 = blk * LANES
+                w = min(LANES, E - e0)
+                for s in range(S):
+                    for j in range(LANES):
+                        h[s, j] = 0.0
+                        a[s, j] = 0.0
+                        g[s, j] = 0.0
+                        ga[s, j] = 0.0
+                    for j in range(w):
+                        h[s, j] = h0[b, s, e0 + j]
+                        a[s, j] = At[s, e0 + j]
+                        g[s, j] = ghT[b, s, e0 + j]
+                    for j in range(LANES):
+                        hs[0, s, j] = h[s, j]
+                # Forward recompute, keeping states and decays.
+                for k in range(L):
+                    t = L - 1 - k if reverse else k
+                    for j in range(LANES):
+                        dv[j] = 0.0
+                        uv[j] = 0.0
+                    for j in range(w):
+                        dv[j] = dt[b, t, e0 + j]
+                        uv[j] = u[b, t, e0 + j]
+                    for s in range(S):
+                        bs = Bm[b, t, s]
+                        for j in range(LANES):
+                            da = np.float32(_exp_nonpos(np.float64(dv[j] * a[s, j])))
+                            hv = da * h[s, j] + dv[j] * uv[j] * bs
+                            h[s, j] = hv
+                            hs[k + 1, s, j] = hv
+                            das[k, s, j] = da
+                # Reverse sweep.
+                for kk in range(L):
+                    k = L - 1 - kk
+                    t = L - 1 - k if reverse else k
+                    for j in range(LANES):
+                        dv[j] = 0.0
+                        uv[j] = 0.0
+                        gyv[j] = 0.0
+                        gdtv[j] = 0.0
+                        gduv[j] = 0.0
+                    for j in range(w):
+                        dv[j] = dt[b, t, e0 + j]
+                        uv[j] = u[b, t, e0 + j]
+                        gyv[j] = gy[b, t, e0 + j]
+                    for j in range(LANES):
+                        duv[j] = dv[j] * uv[j]
+                    for s in range(S):
+                        cs = Cm[b, t, s]
+                        bs = Bm[b, t, s]
+                        for j in range(LANES):
+                            gh = g[s, j] + gyv[j] * cs
+                            gcl[t, s, j] += gyv[j] * hs[k + 1, s, j]
+                            gbl[t, s, j] += gh * duv[j]
+                            gduv[j] += gh * bs
+                            da = das[k, s, j]
+                            gda = gh * hs[k, s, j] * da
+                            gdtv[j] += gda * a[s, j]
+                            ga[s, j] += gda * dv[j]
+                            g[s, j] = gh * da
+                    for j in range(w):
+                        gdt[b, t, e0 + j] = gdtv[j] + gduv[j] * uv[j]
+                        gu[b, t, e0 + j] = gduv[j] * dv[j]
+                for s in range(S):
+                    for j in range(w):
+                        gh0[b, s, e0 + j] = g[s, j]
+                        gA[b, s, e0 + j] = ga[s, j]
+            for t in range(L):
+                for s in range(S):
+                    acc_b = np.float32(0.0)
+                    acc_c = np.float32(0.0)
+                    for j in range(LANES):
+                        acc_b += gbl[t, s, j]
+                        acc_c += gcl[t, s, j]
+                    gB[b, t, s] = acc_b
+                    gC[b, t, s] = acc_c
+
+
+def _run_rows(kernel, args: tuple, rows: int, length: int, channels: int) -> None:
+    """Run ``kernel(*args, lo, hi)`` over batch rows on ``torch.get_num_threads()`` threads."""
+    parts = max(1, min(torch.get_num_threads(), rows, _MAX_THREADS))
+    if parts == 1:
+        kernel(*args, 0, rows)
+        return
+    bounds = [rows * i // parts for i in range(parts + 1)]
+    futures = [_pool().submit(kernel, *args, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    for f in futures:
+        f.result()
+
+
+def _rows_to_items(kernel_rows):
+    """Adapt the forward kernel (items = (row, channel block)) to row ranges."""
+    def run(dt, dtu, At, Bm, Cm, h0, reverse, y, hT, lo, hi):
+        nblk = (dt.shape[2] + LANES - 1) // LANES
+        kernel_rows(dt, dtu, At, Bm, Cm, h0, reverse, y, hT, lo * nblk, hi * nblk)
+    return run
+
+
+class _FusedScanFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, dt, u, A, B, C, h0, reverse):  # type: ignore[override]
+        nb, L, E = u.shape
+        S = A.shape[1]
+        dt_c, u_c = dt.contiguous(), u.contiguous()
+        At = A.t().contiguous()
+        B_c, C_c = B.contiguous(), C.contiguous()
+        h0t = h0.transpose(1, 2).contiguous()
+        y = torch.empty(nb, L, E, dtype=torch.float32)
+        hT = torch.empty(nb, S, E, dtype=torch.float32)
+        dtu = (dt_c * u_c).contiguous()
+        args = (dt_c.numpy(), dtu.numpy(), At.numpy(), B_c.numpy(), C_c.numpy(), h0t.numpy(),
+                bool(reverse), y.numpy(), hT.numpy())
+        _run_rows(_rows_to_items(_scan_kernel), args, nb, L, E)
+        ctx.save_for_backward(dt_c, u_c, At, B_c, C_c, h0t)
+        ctx.reverse = bool(reverse)
+        return y, hT.transpose(1, 2)
+
+    @staticmethod
+    def backward(ctx, gy, gh_last):  # type: ignore[override]
+        dt, u, At, B, C, h0t = ctx.saved_tensors
+        nb, L, E = u.shape
+        S = At.shape[0]
+        gy = torch.zeros_like(u) if gy is None else gy.to(torch.float32).contiguous()
+        ghT = (torch.zeros(nb, S, E, dtype=torch.float32) if gh_last is None
+               else gh_last.to(torch.float32).transpose(1, 2).contiguous())
+        gdt, gu = torch.empty_like(u), torch.empty_like(u)
+        gA_rows = torch.empty(nb, S, E, dtype=torch.float32)
+        gB, gC = torch.empty_like(B), torch.empty_like(C)
+        gh0 = torch.empty(nb, S, E, dtype=torch.float32)
+        args = (dt.numpy(), u.numpy(), At.numpy(), B.numpy(), C.numpy(), h0t.numpy(),
+                ctx.reverse, gy.numpy(), ghT.numpy(), gdt.numpy(), gu.numpy(),
+                gA_rows.numpy(), gB.numpy(), gC.numpy(), gh0.numpy())
+        _run_rows(_scan_backward_kernel, args, nb, L, E)
+        gA = gA_rows.sum(0).t()
+        return gdt, gu, gA, gB, gC, gh0.transpose(1, 2), None
+
+
+def selective_scan_fused_grad(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    *,
+    h0: torch.Tensor | None = None,
+    reverse: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Differentiable float32 CPU scan; the contract of ``selective_scan_reference``.
+
+    u, delta: (batch, L, E); A: (E, S); B, C: (batch, L, S); D, delta_bias: (E,);
+    h0: (batch, E, S) or None. Returns ``(y (batch, L, E), h_last (batch, E, S))``.
+    """
+    if not HAVE_NUMBA:  # pragma: no cover
+        raise RuntimeError("the fused CPU scan needs numba; install it or use the reference path")
+    from .scan_reference import softplus_like_cuda
+
+    d = delta if delta_bias is None else delta + delta_bias
+    dt = softplus_like_cuda(d)
+    if h0 is None:
+        h0 = u.new_zeros(u.shape[0], u.shape[2], A.shape[1])
+    y, h_last = _FusedScanFunction.apply(dt, u, A, B, C, h0, bool(reverse))
+    if D is not None:
+        y = y + D * u
+    return y, h_last
