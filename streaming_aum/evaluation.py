@@ -581,10 +581,15 @@ def read_manifest(data_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def _predict(model: AudioMamba, paths: list[Path], batch_size: int) -> list[int]:
-    """Top-1 class index of each file, features exactly as ``offline.features_for_model``;
-    files with equal feature length are batched."""
+    """Top-1 class index of each file, features exactly as ``offline.features_for_model`` of
+    the file plus the fixed evaluation noise floor (``training.samples.with_eval_floor``: the
+    generated clips' digital-zero padding is an artefact no real input has); files with equal
+    feature length are batched."""
+    from .training.samples import with_eval_floor
+
     param = next(model.parameters())
-    feats = [features_for_model(model, load_audio(p)) for p in paths]
+    feats = [features_for_model(model, torch.from_numpy(
+        with_eval_floor(load_audio(p).numpy(), p.name))) for p in paths]
     preds = [0] * len(paths)
     by_len: dict[int, list[int]] = defaultdict(list)
     for i, f in enumerate(feats):

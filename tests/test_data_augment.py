@@ -18,10 +18,11 @@ from streaming_aum.audio_constants import SAMPLE_RATE
 from streaming_aum.data import background as bg
 from streaming_aum.data.augment import (
     AugmentConfig, Augmenter, mix_at_snr, spec_augment, spec_augment_spans, telephone_band)
-from streaming_aum.data.background import (
-    PROCEDURAL_CLASSES, PROCEDURAL_RANGES, BackgroundBank, EventBank, RirBank, apply_rir,
-    classify_path, colored_noise, fetch_ambience, loop_to_length, make_rir_bank, noise_floor,
-    procedural_event, rcc_extract, room_rirs, schroeder_rt60)
+from streaming_aum.data.background import BackgroundBank, EventBank
+from streaming_aum.data.fetch import classify_path, fetch_ambience, rcc_extract
+from streaming_aum.data.noise import FLOOR_DBFS, colored_noise, loop_to_length, noise_floor
+from streaming_aum.data.procedural import PROCEDURAL_CLASSES, PROCEDURAL_RANGES, procedural_event
+from streaming_aum.data.rooms import RirBank, apply_rir, make_rir_bank, room_rirs, schroeder_rt60
 from streaming_aum.errors import AudioInputError, ConfigError
 
 SR = SAMPLE_RATE
@@ -441,4 +442,4 @@ def test_module_constants_match_the_recipe() -> None:
     c = AugmentConfig()
     assert (c.p_background, c.snr_db, c.p_reverb, c.p_telephone, c.peak, c.shift_s) == (
         0.8, (0.0, 20.0), 0.3, 0.15, (0.2, 0.9), 0.1)
-    assert bg.P_AMBIENCE == 0.6 and bg.FLOOR_DBFS == (-70.0, -45.0)
+    assert bg.P_AMBIENCE == 0.6 and FLOOR_DBFS == (-70.0, -45.0)

@@ -13,7 +13,8 @@ import soundfile as sf
 
 from streaming_aum.audio_constants import SAMPLE_RATE
 from streaming_aum.data import background_cli, streams_cli
-from streaming_aum.data.background import BackgroundBank, EventBank, colored_noise
+from streaming_aum.data.background import BackgroundBank, EventBank
+from streaming_aum.data.noise import colored_noise
 from streaming_aum.data.streams import (
     TRUTH_COLUMNS, ClipPool, active_span, build_stream, build_stream_parts, generate_streams,
     read_truth_csv, write_stream)

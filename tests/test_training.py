@@ -201,3 +201,19 @@ def test_fine_tune_an_official_checkpoint_on_a_folder(tmp_path):
     assert model.layers[0].mixer.in_proj.weight.shape == base.layers[0].mixer.in_proj.weight.shape
     with pytest.raises(ConfigError, match="at least 2 are needed"):
         ClipSet.from_folder(tmp_path / "clips" / "beep", "train", 0.2)
+
+
+def test_augmentation_curriculum(tmp_path):
+    from streaming_aum.training.trainer import augment_strength, make_augmenter
+
+    raw = _raw(tmp_path, tmp_path / "run")
+    raw["augment"]["ramp_epochs"] = [2, 5]
+    raw["augment"]["p_background"] = 0.8
+    cfg = config_from_dict(raw)
+    assert [augment_strength(cfg, e) for e in range(7)] == [0, 0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    aug, _, _ = make_augmenter(cfg, "train", 0.5)
+    assert aug.config.p_background == pytest.approx(0.4)
+    assert aug.config.snr_db == (20.0, 25.0)  # [15, 25] narrowed towards its top
+    raw["augment"]["ramp_epochs"] = [3, 1]
+    with pytest.raises(ConfigError, match="ramp_epochs"):
+        config_from_dict(raw)

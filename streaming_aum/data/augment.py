@@ -31,8 +31,9 @@ import numpy as np
 import torch
 
 from streaming_aum.audio_constants import SAMPLE_RATE
-from streaming_aum.data.background import (
-    BackgroundBank, RirBank, _check_range, _check_rng, apply_rir, noise_floor, rms)
+from streaming_aum.data.background import BackgroundBank
+from streaming_aum.data.noise import _check_range, _check_rng, noise_floor, rms
+from streaming_aum.data.rooms import RirBank, apply_rir
 from streaming_aum.errors import AudioInputError, ConfigError
 
 __all__ = [

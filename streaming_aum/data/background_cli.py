@@ -2,7 +2,7 @@
 
 ``aum data background --cache DIR`` downloads a few Debian packages with real recordings
 (``apt-get download``, unpacked with ``dpkg -x``, never installed), builds the ambience and event
-banks (:func:`streaming_aum.data.background.fetch_ambience`) and, unless ``--rirs 0``, a RIR bank.
+banks (:func:`streaming_aum.data.fetch.fetch_ambience`) and, unless ``--rirs 0``, a RIR bank.
 ``aum data rirs --cache DIR --count N`` builds only the RIR bank.
 """
 
@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from streaming_aum.data.background import DEFAULT_PACKAGES, fetch_ambience, make_rir_bank
+from streaming_aum.data.fetch import DEFAULT_PACKAGES, fetch_ambience
+from streaming_aum.data.rooms import make_rir_bank
 
 DEFAULT_RIRS = 300
 

@@ -39,9 +39,10 @@ import torch
 
 from streaming_aum.audio_constants import HOP_SAMPLES, SAMPLE_RATE
 from streaming_aum.audio_io import resample
-from streaming_aum.data.background import (
-    NOISE_KINDS, BackgroundBank, EventBank, RirBank, _check_range, _check_rng, apply_rir,
-    bank_split, colored_noise, rms)
+from streaming_aum.data.background import BackgroundBank, EventBank
+from streaming_aum.data.noise import NOISE_KINDS, _check_range, _check_rng, colored_noise, rms
+from streaming_aum.data.rooms import RirBank, apply_rir
+from streaming_aum.data.splits import bank_split
 from streaming_aum.data.words import COMMANDS10, SILENCE, UNKNOWN
 from streaming_aum.errors import AudioInputError, ConfigError, EventInputError
 
@@ -390,7 +391,7 @@ def generate_streams(clips_dir: str | os.PathLike[str], out_dir: str | os.PathLi
     """Write ``stream_000.wav/.csv`` ... and ``streams.json`` (arguments, seed, per-stream counts).
 
     Stream ``i`` uses ``np.random.default_rng([seed, i])``, so it does not depend on ``count``.
-    ``backgrounds_dir``: a cache of :mod:`streaming_aum.data.background` (ambience, events and,
+    ``backgrounds_dir``: a cache of ``aum data background`` (ambience, events and,
     with ``reverb``, RIRs of ``split``'s half); None means coloured noise and procedural events.
 
     Raises:

@@ -79,6 +79,9 @@ class AugmentSection:
     peak: list[float] = field(default_factory=lambda: [0.2, 0.9])
     shift_s: float = 0.1
     spec_augment: bool = True
+    # curriculum (0-based epochs): clean clips only before ramp_epochs[0], the configured
+    # augmentation (and stream segments) from ramp_epochs[1] on, linear in between
+    ramp_epochs: list[int] = field(default_factory=lambda: [0, 0])
 
 
 @dataclass
@@ -153,6 +156,8 @@ class TrainConfig:
         need(0.0 < d.val_fraction < 1.0, "[data] val_fraction must lie in (0, 1)")
         need(0.1 <= d.clip_s <= 30.0, "[data] clip_s must lie in [0.1, 30] seconds")
         need(_pair(a.snr_db) and a.snr_db[0] <= a.snr_db[1], "[augment] snr_db must be [low, high]")
+        need(_pair(a.ramp_epochs) and 0 <= a.ramp_epochs[0] <= a.ramp_epochs[1],
+             "[augment] ramp_epochs must be [start, full] epochs, start <= full")
         need(_pair(a.peak) and 0 < a.peak[0] <= a.peak[1] <= 1.0,
              "[augment] peak must be [low, high] within (0, 1]")
         for name in ("p_background", "p_reverb", "p_telephone"):

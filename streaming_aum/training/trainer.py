@@ -38,7 +38,7 @@ from ..errors import ConfigError
 from ..loading import load_model, save_model
 from ..model import AudioMamba
 from .config import TrainConfig
-from .samples import ClipSet, StreamSegmentMaker, features, read_clip
+from .samples import ClipSet, StreamSegmentMaker, features, read_clip, with_eval_floor
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -173,11 +173,24 @@ class _Batches(torch.utils.data.Sampler):
         return len(self.batches)
 
 
-def make_augmenter(cfg: TrainConfig, split: str):
-    """The on-the-fly clip augmentation of the config (None when disabled), and the background
-    bank / room bank it uses (also used by stream segments)."""
+def augment_strength(cfg: TrainConfig, epoch: int) -> float:
+    """The curriculum: 0 (clean clips, no stream segments) before ``ramp_epochs[0]``, rising
+    linearly to 1 (the configured augmentation) at ``ramp_epochs[1]`` (0-based epochs)."""
+    start, full = cfg.augment.ramp_epochs
+    if epoch < start:
+        return 0.0
+    if full <= start or epoch >= full:
+        return 1.0
+    return (epoch - start + 1) / (full - start + 1)
+
+
+def make_augmenter(cfg: TrainConfig, split: str, strength: float = 1.0):
+    """The on-the-fly clip augmentation of the config at ``strength`` (probabilities scaled by
+    it, the SNR range narrowed towards its top), or None when disabled / at strength 0; and
+    the background bank and room bank it uses (also used by stream segments)."""
     from ..data import augment as aug
-    from ..data.background import BackgroundBank, RirBank
+    from ..data.background import BackgroundBank
+    from ..data.rooms import RirBank
 
     a = cfg.augment
     bg_dir = cfg.data.background
@@ -190,9 +203,12 @@ def make_augmenter(cfg: TrainConfig, split: str):
             rirs = None
     if not a.enabled:
         return None, backgrounds, rirs
-    acfg = aug.AugmentConfig(p_background=a.p_background, snr_db=tuple(a.snr_db),
-                             p_reverb=a.p_reverb if rirs is not None else 0.0,
-                             p_telephone=a.p_telephone, peak=tuple(a.peak), shift_s=a.shift_s)
+    lo, hi = a.snr_db
+    acfg = aug.AugmentConfig(p_background=a.p_background * strength,
+                             snr_db=(hi - strength * (hi - lo), hi),
+                             p_reverb=a.p_reverb * strength if rirs is not None else 0.0,
+                             p_telephone=a.p_telephone * strength, peak=tuple(a.peak),
+                             shift_s=a.shift_s)
     return aug.Augmenter(acfg, backgrounds, rirs), backgrounds, rirs
 
 
@@ -235,7 +251,8 @@ def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
 def evaluate_clips(model: AudioMamba, clips: ClipSet, norm: str, clip_samples: int,
                    target_frames: int | None, batch_size: int = 128,
                    device: torch.device = torch.device("cpu")) -> dict:
-    """Clean clip accuracy and mean loss of ``model`` on ``clips`` (inference mode)."""
+    """Clip accuracy and mean loss of ``model`` on ``clips`` (inference mode), scored clean
+    but for the fixed evaluation noise floor (``samples.with_eval_floor``)."""
     model.eval()
     correct = 0
     loss_sum = 0.0
@@ -243,7 +260,8 @@ def evaluate_clips(model: AudioMamba, clips: ClipSet, norm: str, clip_samples: i
     with torch.inference_mode():
         for lo in range(0, n, batch_size):
             items = clips.items[lo:lo + batch_size]
-            feats = torch.stack([features(read_clip(it, clip_samples, None), norm, target_frames)
+            feats = torch.stack([features(with_eval_floor(read_clip(it, clip_samples, None),
+                                                          it.path.name), norm, target_frames)
                                  for it in items]).to(device)
             target = torch.tensor([it.label for it in items], device=device)
             logits = model(feats)
@@ -355,7 +373,10 @@ def train(cfg: TrainConfig, *, progress: bool = True, log=print,
     for epoch in range(start_epoch, t.epochs):
         if stop_after_epochs is not None and epoch >= stop_after_epochs:
             break
-        batches = epoch_batches(len(train_set), t.batch_size, t.seed, epoch, seg_fraction,
+        strength = augment_strength(cfg, epoch)
+        dataset.augment = make_augmenter(cfg, "train", strength)[0]
+        batches = epoch_batches(len(train_set), t.batch_size, t.seed, epoch,
+                                seg_fraction if strength > 0 else 0.0,
                                 cfg.context_columns, t.max_batches_per_epoch)
         mine = batches[rank::world][:per_epoch]
         kinds = [k for k, _ in mine]
@@ -373,7 +394,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, log=print,
                        file=sys.stderr, dynamic_ncols=True)
         for kind, (feats, target) in zip(kinds, loader):
             gen.manual_seed(t.seed * 1_000_003 + step * 31 + rank)
-            if cfg.augment.enabled and cfg.augment.spec_augment:
+            if cfg.augment.enabled and cfg.augment.spec_augment and strength > 0:
                 feats = spec_augment(feats, gen)
             feats, target = feats.to(device), target.to(device)
             for group in opt.param_groups:
