@@ -273,3 +273,38 @@ def test_cli_resume_is_a_no_op(smoke_dir: Path, capsys: pytest.CaptureFixture[st
     assert "0 made" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         parser.parse_args(["keywords", "--out", "x", "--engines", "espeak-ng,sam"])
+
+
+@needs_tts
+def test_a_word_a_voice_cannot_say_is_listed_not_fatal(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """mbrola/us3 has no diphones for 'off'/'on' (sox gets silence): such clips are retried at
+    neutral prosody, then listed in generator.json, and the run completes without them."""
+    from streaming_aum.data import keywords as kw
+    from streaming_aum.data.synth import SynthesisError
+
+    real = kw.synthesize_many
+    calls: list[tuple[str, float]] = []
+
+    def flaky(reqs):
+        for r in reqs:
+            if r.word == "yes":
+                calls.append((r.voice.voice_id, r.rate))
+                raise SynthesisError(f"{r.voice.voice_id} could not synthesise 'yes': no audio")
+        return real(reqs)
+
+    monkeypatch.setattr(kw, "synthesize_many", flaky)
+    out = tmp_path / "kw"
+    rec = generate_keywords(out, preset="smoke", seed=SEED, workers=1, progress=False)
+    rows = kw.read_manifest(out / "manifest.jsonl")
+    assert rows and all(r["word"] != "yes" for r in rows)
+    failed = rec["unsynthesisable"]
+    planned_yes = [c for c in kw.plan_clips(kw.PRESETS["smoke"], kw._resolve_counts(
+        kw.PRESETS["smoke"], None), kw._resolve_voices(kw.PRESETS["smoke"], None)[1], SEED)
+        if c.word == "yes"]
+    assert sorted(f["path"] for f in failed) == sorted(c.path for c in planned_yes)
+    assert all(not (out / f["path"]).exists() for f in failed)
+    assert len(rows) + len(failed) == sum(rec["clips"].values())
+    assert json.loads((out / "generator.json").read_text())["unsynthesisable"] == failed
+    # each failing clip was tried as planned, then at neutral settings (rate 1.0 last)
+    assert any(rate == 1.0 for _, rate in calls)
