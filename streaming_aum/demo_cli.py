@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         truth_path = _truth_for(audio)
     model = load_model_or_default(args.model)
     labels = model.labels
-    config = event_config_from_args(args, labels)
+    config = event_config_from_args(args, labels, model.config.extra.get("events"))
     window_s = parse_window(args.window_s, model)
     import soundfile as sf
 

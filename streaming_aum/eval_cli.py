@@ -48,15 +48,26 @@ def add_event_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window-s", default=None,
                    help="streaming window in seconds, or 'inf' (default: as `aum stream`); "
                         "the offline mode pools its scores over the same window")
-    p.add_argument("--threshold", type=float, default=0.5, help="event on-threshold (0.5)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="event on-threshold (default: the model's tuned value, else 0.5)")
     p.add_argument("--off-threshold", type=float, default=None,
-                   help="event release threshold (default: the on-threshold)")
-    p.add_argument("--min-duration-s", type=float, default=0.0)
-    p.add_argument("--cooldown-s", type=float, default=0.0)
+                   help="event release threshold (default: the model's, else the on-threshold)")
+    p.add_argument("--min-duration-s", type=float, default=None,
+                   help="(default: the model's, else 0)")
+    p.add_argument("--cooldown-s", type=float, default=None, help="(default: the model's, else 0)")
 
 
-def event_config_from_args(args: argparse.Namespace, labels: list[str]):
-    """An EventConfig tracking only the keyword classes of ``labels``."""
+#: Event settings used when neither the command line nor the model (``config.extra["events"]``,
+#: tuned on validation streams for the shipped model) gives one.
+EVENT_DEFAULTS = {"on_threshold": 0.5, "off_threshold": None, "min_duration_s": 0.0,
+                  "cooldown_s": 0.0}
+
+
+def event_config_from_args(args: argparse.Namespace, labels: list[str],
+                           model_events: dict | None = None):
+    """An EventConfig tracking only the keyword classes of ``labels``: each setting from the
+    command line, else the model's ``config.extra["events"]``, else ``EVENT_DEFAULTS``. The
+    resolved values are written back to ``args`` (for printing)."""
     from .evaluation import keyword_classes
     from .events import EventConfig
 
@@ -64,9 +75,16 @@ def event_config_from_args(args: argparse.Namespace, labels: list[str]):
     if not keywords:
         raise ConfigError(f"the model has no keyword classes (its labels are {labels}); event "
                           f"detection needs labels other than _unknown_ / _silence_")
-    return EventConfig(on_threshold=args.threshold, off_threshold=args.off_threshold,
-                       min_duration_s=args.min_duration_s, cooldown_s=args.cooldown_s,
-                       classes=keywords)
+    model_events = model_events or {}
+    resolved = {}
+    for key, arg in (("on_threshold", "threshold"), ("off_threshold", "off_threshold"),
+                     ("min_duration_s", "min_duration_s"), ("cooldown_s", "cooldown_s")):
+        value = getattr(args, arg)
+        if value is None:
+            value = model_events.get(key, EVENT_DEFAULTS[key])
+        resolved[key] = value
+        setattr(args, arg, value)
+    return EventConfig(**resolved, classes=keywords)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -145,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
         print(format_clip_table(clips))
     if args.streams is not None:
         window_s = parse_window(args.window_s, model)
-        cfg = event_config_from_args(args, model.labels)
+        cfg = event_config_from_args(args, model.labels, model.config.extra.get("events"))
         streams = evaluate_streams(model, args.streams, window_columns(window_s), cfg,
                                    readout=args.readout, modes=args.modes)
         streams["window_s"] = window_s

@@ -44,7 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top", type=int, default=3)
     p.add_argument("--events", default=None, metavar="FILE.csv",
                    help="write post-processed events (onset_s,offset_s,label,score)")
-    p.add_argument("--threshold", type=float, default=0.5, help="event on-threshold")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="event on-threshold (default: the model's tuned one, else 0.5)")
     p.set_defaults(func=run)
 
 
@@ -118,7 +119,9 @@ def run(args: argparse.Namespace) -> int:
     if events_path is not None:
         from .events import EventConfig, EventTracker
 
-        tracker = EventTracker(model.labels, EventConfig(on_threshold=args.threshold))
+        tuned = model.config.extra.get("events") or {}
+        threshold = args.threshold if args.threshold is not None else tuned.get("on_threshold", 0.5)
+        tracker = EventTracker(model.labels, EventConfig(on_threshold=threshold))
     events = []
     header_done = False
     n_samples = 0
