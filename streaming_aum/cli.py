@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench_onnx.add_parser(bench_sub)
     from .bench import onnx_stream as bench_onnx_stream
     bench_onnx_stream.add_parser(bench_sub)
+    from .bench import training as bench_training
+    bench_training.add_parser(bench_sub)
     return parser
 
 
