@@ -119,9 +119,16 @@ def run(args: argparse.Namespace) -> int:
     if events_path is not None:
         from .events import EventConfig, EventTracker
 
-        tuned = model.config.extra.get("events") or {}
-        threshold = args.threshold if args.threshold is not None else tuned.get("on_threshold", 0.5)
-        tracker = EventTracker(model.labels, EventConfig(on_threshold=threshold))
+        from .evaluation import keyword_classes
+
+        # the model's tuned settings (shipped model), classes other than _unknown_/_silence_
+        tuned = dict(model.config.extra.get("events") or {})
+        if args.threshold is not None:
+            tuned["on_threshold"] = args.threshold
+        tracker = EventTracker(model.labels, EventConfig(
+            **{k: v for k, v in tuned.items() if k in ("on_threshold", "off_threshold",
+                                                       "min_duration_s", "cooldown_s")},
+            classes=keyword_classes(model.labels) or None))
     events = []
     header_done = False
     n_samples = 0
