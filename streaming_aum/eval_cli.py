@@ -13,6 +13,23 @@ from .errors import CheckpointError, ConfigError
 from .model import AudioMamba
 
 DEFAULT_SPLITS = ("val", "test_voice", "test_engine")
+DEFAULT_DET_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+"""On-thresholds of ``aum eval --det`` given without values."""
+
+
+def parse_det_thresholds(text: str) -> list[float]:
+    """``"0.3,0.5,0.7"`` -> ``[0.3, 0.5, 0.7]`` (numbers in [0, 1]); argparse type of --det."""
+    import math
+
+    parts = [x.strip() for x in text.split(",") if x.strip()]
+    try:
+        values = [float(x) for x in parts]
+    except ValueError:
+        values = []
+    if not values or any(not math.isfinite(v) or not 0.0 <= v <= 1.0 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated thresholds in "
+                                         f"[0, 1], e.g. 0.3,0.5,0.7")
+    return values
 
 
 def load_model_or_default(path: str | None) -> AudioMamba:
@@ -108,6 +125,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--readout", choices=("window", "columns"), default="window",
                    help="scores fed to the event tracker: window-pooled (default) or per column")
     add_event_arguments(p)
+    p.add_argument("--det", nargs="?", type=parse_det_thresholds, default=None,
+                   const=list(DEFAULT_DET_THRESHOLDS), metavar="T1,T2,...",
+                   help="also a DET curve (false alarms/h vs miss rate) over these on-thresholds "
+                        "for --streams, other event settings as above (default grid: "
+                        f"{','.join(f'{t:g}' for t in DEFAULT_DET_THRESHOLDS)})")
     p.add_argument("--json", default=None, metavar="OUT", help="also write the results as JSON")
     p.add_argument("--overwrite", action="store_true", help="allow replacing the --json file")
     p.set_defaults(func=run)
@@ -144,12 +166,22 @@ def format_stream_table(results: dict[str, Any]) -> str:
                    "lat p90 s"], rows)
 
 
+def format_det_table(rows: list[dict[str, Any]]) -> str:
+    """One DET curve: threshold, false alarms per hour, miss %, F1 %."""
+    table = [[f"{r['threshold']:g}", f"{r['false_alarms_per_hour']:.1f}", _pct(r["miss_rate"]),
+              _pct(r["f1"])] for r in rows]
+    return _table(["threshold", "FA/h", "miss %", "F1 %"], table)
+
+
 def run(args: argparse.Namespace) -> int:
     from .evaluation import clip_accuracy, evaluate_streams
     from .stream_cli import parse_window
 
     if args.clips is None and args.streams is None:
         raise ConfigError("nothing to evaluate: give --clips DIR and/or --streams DIR")
+    det = getattr(args, "det", None)
+    if det is not None and args.streams is None:
+        raise ConfigError("--det scores streams: give --streams DIR as well")
     json_path = Path(args.json) if args.json else None
     if json_path is not None and json_path.exists() and not args.overwrite:
         raise FileExistsError(f"{json_path} exists; pass --overwrite to replace it or choose "
@@ -165,7 +197,8 @@ def run(args: argparse.Namespace) -> int:
         window_s = parse_window(args.window_s, model)
         cfg = event_config_from_args(args, model.labels, model.config.extra.get("events"))
         streams = evaluate_streams(model, args.streams, window_columns(window_s), cfg,
-                                   readout=args.readout, modes=args.modes)
+                                   readout=args.readout, modes=args.modes,
+                                   det_thresholds=det)
         streams["window_s"] = window_s
         out["streams"] = streams
         hours = streams["duration_s"] / 3600
@@ -173,6 +206,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"Stream keyword detection ({len(streams['streams'])} streams, {hours:.3f} h, "
               f"window {w}, readout {args.readout}, threshold {args.threshold:g})")
         print(format_stream_table(streams))
+        for mode, rows in streams.get("det", {}).items():
+            print(f"DET curve, {mode} (on-threshold sweep)")
+            print(format_det_table(rows))
     if json_path is not None:
         text = json.dumps(out, indent=2, allow_nan=False, default=_json_default)
         with open(json_path, "w" if args.overwrite else "x", encoding="utf-8") as f:

@@ -505,17 +505,114 @@ def audio_duration_s(path: str | Path) -> float:
     return info.frames / info.samplerate
 
 
+# --------------------------------------------------------------------------------------------
+# DET curve over the event on-threshold
+# --------------------------------------------------------------------------------------------
+
+DetRun = tuple[StreamDetections, Sequence[Mapping[str, Any]], float]
+"""One stream for :func:`det_curve`: its scores, its ground-truth rows, its length (s)."""
+
+
+def _clamp_threshold(value: Any, ceiling: float) -> Any:
+    """A float-or-dict threshold setting with every value capped at ``ceiling``."""
+    if isinstance(value, Mapping):
+        return {k: min(float(v), ceiling) for k, v in value.items()}
+    return min(float(value), ceiling)
+
+
+def det_event_configs(thresholds: Sequence[float], keywords: Sequence[str],
+                      base_config: EventConfig | None = None) -> list[EventConfig]:
+    """One :class:`EventConfig` per DET threshold: ``base_config``'s settings (defaults when
+    None) with ``on_threshold = th`` for every class, ``classes = keywords``, and a fixed
+    ``off_threshold`` (a number or a per-class dict) capped at ``th`` (the off threshold may
+    not exceed the on threshold); ``off_threshold = None`` (off = on) stays None.
+
+    Raises ConfigError for an empty list or a threshold outside [0, 1]."""
+    kws = _check_keywords(keywords)
+    if isinstance(thresholds, (str, bytes)) or not isinstance(thresholds, Iterable):
+        raise ConfigError(f"det thresholds = {thresholds!r}: expected a list of numbers in "
+                          f"[0, 1]")
+    ths = list(thresholds)
+    if not ths:
+        raise ConfigError("det thresholds = []: expected at least one threshold in [0, 1]")
+    base = base_config if base_config is not None else EventConfig()
+    out = []
+    for th in ths:
+        # EventConfig validates th (a probability) with its usual message
+        on = EventConfig(on_threshold=th).on_threshold
+        off = None if base.off_threshold is None else _clamp_threshold(base.off_threshold, on)
+        out.append(EventConfig(on_threshold=on, off_threshold=off,
+                               min_duration_s=base.min_duration_s, cooldown_s=base.cooldown_s,
+                               warmup_s=base.warmup_s, classes=kws, max_gap_s=base.max_gap_s))
+    return out
+
+
+def _det_row(threshold: float, scores: EventScores) -> dict[str, Any]:
+    m = scores.micro
+    return {"threshold": threshold, "tp": m.tp, "fp": m.fp, "fn": m.fn,
+            "precision": m.precision, "recall": m.recall, "f1": m.f1,
+            "false_alarms_per_hour": scores.false_alarms_per_hour,
+            "miss_rate": m.fn / (m.tp + m.fn) if m.tp + m.fn else None}
+
+
+def det_curve(runs: Sequence[DetRun], labels: Sequence[str], keywords: Sequence[str],
+              thresholds: Sequence[float], base_config: EventConfig | None = None,
+              before_s: float = DEFAULT_BEFORE_S, after_s: float = DEFAULT_AFTER_S
+              ) -> list[dict[str, Any]]:
+    """Detection error trade-off over the event on-threshold (data.md 5.3).
+
+    ``runs``: ``(StreamDetections, truth_rows, duration_s)`` per stream, the scores
+    (``.times``, ``.probs``) as computed once by :func:`stream_events_streaming` /
+    :func:`stream_events_offline` (their ``.detections`` are not used). For each threshold
+    (in the given order) the scores of every run go through :func:`track_events` with the
+    config of :func:`det_event_configs`, and :func:`match_events` is summed over runs.
+
+    Returns one row per threshold: ``{"threshold", "tp", "fp", "fn", "precision", "recall",
+    "f1", "false_alarms_per_hour", "miss_rate"}`` (micro over ``keywords``; ``miss_rate`` =
+    FN / (TP + FN), None without true keyword events; precision/recall/F1 None as in
+    :class:`ClassCounts`).
+
+    With a fixed ``off_threshold`` (hysteresis) and no cooldown, raising the threshold never
+    adds detections (each event at a higher threshold lies in its own event at a lower one).
+    With ``off_threshold = None`` (off = on) a dip between two thresholds can split one event
+    in two, and a cooldown can release a later onset, so TP + FP need not be monotone then.
+    """
+    kws = _check_keywords(keywords)
+    configs = det_event_configs(thresholds, kws, base_config)
+    checked = []
+    for i, run in enumerate(runs):
+        try:
+            res, truth_rows, duration = run
+            times, probs = res.times, res.probs
+        except (TypeError, ValueError, AttributeError):
+            raise ConfigError(f"runs[{i}]: expected (StreamDetections, truth rows, duration_s)"
+                              ) from None
+        checked.append((times, probs, truth_rows, duration))
+    rows = []
+    for cfg in configs:
+        total = empty_scores(kws)
+        for times, probs, truth_rows, duration in checked:
+            dets = track_events(times, probs, labels, cfg)
+            total = total + match_events(dets, truth_rows, kws, duration, before_s, after_s)
+        rows.append(_det_row(float(cfg.on_threshold), total))
+    return rows
+
+
 def evaluate_streams(model: AudioMamba, streams_dir: str | Path, window_columns: int | None,
                      event_config: EventConfig | None = None, *, keywords: Sequence[str] | None
                      = None, readout: str = "window", modes: Sequence[str] = ("streaming",
                                                                               "offline"),
-                     before_s: float = DEFAULT_BEFORE_S, after_s: float = DEFAULT_AFTER_S
-                     ) -> dict[str, Any]:
+                     before_s: float = DEFAULT_BEFORE_S, after_s: float = DEFAULT_AFTER_S,
+                     det_thresholds: Sequence[float] | None = None) -> dict[str, Any]:
     """Score every ``stream_*.wav`` (with its ``stream_*.csv``) in ``streams_dir``.
 
     Returns ``{"streams": [names], "duration_s", "window_columns", "readout", "event_config",
     "keywords", "modes": {mode: EventScores.to_dict() summed over streams}, "per_stream":
     {name: {mode: {"tp", "fp", "fn"}}}}``. ``keywords`` default: :func:`keyword_classes`.
+
+    With ``det_thresholds``, the result also has ``"det": {mode: rows}``: :func:`det_curve`
+    over those on-thresholds (other settings from ``event_config``) on the same per-stream
+    scores (no second model pass).
     """
     _check_streaming_model(model)
     streams_dir = Path(streams_dir)
@@ -527,7 +624,10 @@ def evaluate_streams(model: AudioMamba, streams_dir: str | Path, window_columns:
     if bad or not modes:
         raise ConfigError(f"modes = {list(modes)!r}: expected 'streaming' and/or 'offline'")
     kws = _check_keywords(keywords if keywords is not None else keyword_classes(model.labels))
+    if det_thresholds is not None:  # validate before the model runs
+        det_event_configs(det_thresholds, kws, event_config)
     totals = {m: empty_scores(kws) for m in modes}
+    det_runs: dict[str, list[DetRun]] = {m: [] for m in modes}
     per_stream: dict[str, Any] = {}
     for wav in wavs:
         truth_path = wav.with_suffix(".csv")
@@ -545,14 +645,20 @@ def evaluate_streams(model: AudioMamba, streams_dir: str | Path, window_columns:
                                             window_columns=window_columns, readout=readout)
             s = match_events(res.detections, truth, kws, duration, before_s, after_s)
             totals[mode] = totals[mode] + s
+            if det_thresholds is not None:
+                det_runs[mode].append((res, truth, duration))
             m = s.micro
             per_stream[wav.stem][mode] = {"tp": m.tp, "fp": m.fp, "fn": m.fn}
-    return {"streams": [w.stem for w in wavs],
-            "duration_s": totals[modes[0]].duration_s,
-            "window_columns": window_columns, "readout": readout,
-            "event_config": None if event_config is None else event_config.to_dict(),
-            "keywords": kws, "modes": {m: totals[m].to_dict() for m in modes},
-            "per_stream": per_stream}
+    out = {"streams": [w.stem for w in wavs],
+           "duration_s": totals[modes[0]].duration_s,
+           "window_columns": window_columns, "readout": readout,
+           "event_config": None if event_config is None else event_config.to_dict(),
+           "keywords": kws, "modes": {m: totals[m].to_dict() for m in modes},
+           "per_stream": per_stream}
+    if det_thresholds is not None:
+        out["det"] = {m: det_curve(det_runs[m], model.labels, kws, det_thresholds, event_config,
+                                   before_s=before_s, after_s=after_s) for m in modes}
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -656,7 +762,8 @@ def clip_accuracy(model: AudioMamba, data_dir: str | Path, splits: Sequence[str]
 
 __all__ = ["Announcement", "ClassCounts", "DecisionTracker", "Detection", "EventScores",
            "NON_KEYWORD_CLASSES", "StreamDetections", "audio_duration_s", "clip_accuracy",
-           "column_frame_times", "detection_time", "empty_scores", "evaluate_streams",
+           "column_frame_times", "det_curve", "det_event_configs", "detection_time",
+           "empty_scores", "evaluate_streams",
            "keyword_classes", "match_events", "offline_column_logits", "read_manifest",
            "read_truth_csv", "stream_events_offline", "stream_events_streaming", "track_events",
            "window_readout"]

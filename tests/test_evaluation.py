@@ -17,10 +17,12 @@ import torch
 from streaming_aum import eval_cli
 from streaming_aum.config import streaming_config
 from streaming_aum.errors import AuMError, ConfigError, EventInputError
-from streaming_aum.evaluation import (DecisionTracker, Detection, clip_accuracy,
-                                      column_frame_times, evaluate_streams, match_events,
-                                      offline_column_logits, stream_events_offline,
-                                      stream_events_streaming, track_events)
+from streaming_aum import evaluation
+from streaming_aum.evaluation import (DecisionTracker, Detection, StreamDetections, clip_accuracy,
+                                      column_frame_times, det_curve, det_event_configs,
+                                      evaluate_streams, match_events, offline_column_logits,
+                                      stream_events_offline, stream_events_streaming,
+                                      track_events)
 from streaming_aum.audio_io import load_audio
 from streaming_aum.events import Event, EventConfig, detect_events
 from streaming_aum.loading import load_model, save_model
@@ -264,6 +266,111 @@ def test_evaluate_streams(model_dirs, stream_wav):
 
 
 # ---------------------------------------------------------------------------------------------
+# DET curve over the on-threshold
+# ---------------------------------------------------------------------------------------------
+
+DET_GRID = [round(0.05 * i, 2) for i in range(1, 20)]  # 0.05 .. 0.95
+
+
+@pytest.fixture(scope="module")
+def det_streams(model_dirs, stream_wav, tmp_path_factory):
+    """Two streams: the fixture stream, and the same audio with a truth CSV built from the v1
+    model's own offline detections (so that hits, false alarms and misses all occur)."""
+    d = tmp_path_factory.mktemp("det_streams")
+    for name in ("stream_000", "stream_001"):
+        (d / f"{name}.wav").write_bytes(stream_wav.read_bytes())
+    (d / "stream_000.csv").write_text(stream_wav.with_suffix(".csv").read_text())
+    model = load_model(model_dirs["v1"])
+    cfg = EventConfig(on_threshold=0.3, classes=KEYWORDS)
+    dets = stream_events_offline(model, stream_wav, cfg, window_columns=6).detections
+    assert len(dets) >= 3
+    rows = [f"{d.onset_s:.3f},{d.onset_s + 0.3:.3f},{d.label},kw,0,x.wav,{d.label}"
+            for d in dets[:2]]  # two hits at threshold 0.3; the rest are false alarms
+    rows.append("5.500,5.900,stop,kw,0,y.wav,stop")  # never detected as 'stop' near there
+    (d / "stream_001.csv").write_text("onset_s,offset_s,label,kind,snr_db,source,word\n"
+                                      + "\n".join(rows) + "\n")
+    return d
+
+
+@pytest.mark.parametrize("cfg", [EventConfig(on_threshold=0.3),
+                                 EventConfig(on_threshold=0.3, off_threshold=0.2, max_gap_s=0.2,
+                                             min_duration_s=0.1)])
+def test_det_row_at_base_threshold_equals_evaluate_streams(model_dirs, det_streams, monkeypatch,
+                                                           cfg):
+    model = load_model(model_dirs["v1"])
+    calls = []
+    for name in ("stream_events_streaming", "stream_events_offline"):
+        real = getattr(evaluation, name)
+        monkeypatch.setattr(evaluation, name,
+                            lambda *a, _real=real, _n=name, **k: calls.append(_n) or _real(*a, **k))
+    grid = [0.1, 0.3, 0.6, 0.9]
+    res = evaluate_streams(model, det_streams, 6, cfg, det_thresholds=grid)
+    assert sorted(calls) == ["stream_events_offline"] * 2 + ["stream_events_streaming"] * 2
+    assert set(res["det"]) == {"streaming", "offline"}
+    for mode, rows in res["det"].items():
+        assert [r["threshold"] for r in rows] == grid
+        micro = res["modes"][mode]["micro"]
+        base = rows[1]
+        assert (base["tp"], base["fp"], base["fn"]) == (micro["tp"], micro["fp"], micro["fn"])
+        assert base["f1"] == pytest.approx(micro["f1"])
+        assert base["false_alarms_per_hour"] == pytest.approx(
+            res["modes"][mode]["false_alarms_per_hour"])
+        for r in rows:
+            assert r["tp"] + r["fn"] == 2 + 3  # true keyword events: 2 + 3 over both streams
+            assert r["miss_rate"] == pytest.approx(r["fn"] / 5)
+            assert r["false_alarms_per_hour"] == pytest.approx(r["fp"] / (12.0 / 3600))
+    off = res["det"]["offline"][1]
+    assert off["tp"] >= 1 and off["fp"] >= 1 and off["fn"] >= 1  # a non-trivial check
+    json.dumps(res, allow_nan=False)
+
+
+def test_det_detections_never_increase_with_threshold(model_dirs, stream_wav):
+    """With a fixed off threshold (hysteresis) every event at a higher on-threshold lies in its
+    own event at a lower one, so TP + FP cannot grow along the grid (per stream)."""
+    model = load_model(model_dirs["v1"])
+    truth_rows = evaluation.read_truth_csv(stream_wav.with_suffix(".csv"))
+    base = EventConfig(on_threshold=0.5, off_threshold=0.05)
+    for res in (stream_events_offline(model, stream_wav, None, window_columns=6),
+                stream_events_streaming(model, stream_wav, 6)):
+        rows = det_curve([(res, truth_rows, 6.0)], model.labels, KEYWORDS, DET_GRID, base)
+        n = [r["tp"] + r["fp"] for r in rows]
+        assert all(a >= b for a, b in zip(n, n[1:])), n
+        assert n[0] > n[-1]  # the sweep does change something
+        # each row is exactly track_events + match_events at that threshold
+        for r in rows[::6]:
+            cfg = EventConfig(on_threshold=r["threshold"], off_threshold=0.05, classes=KEYWORDS)
+            s = match_events(track_events(res.times, res.probs, model.labels, cfg), truth_rows,
+                             KEYWORDS, 6.0)
+            assert (r["tp"], r["fp"], r["fn"]) == counts(s)
+
+
+def test_det_curve_by_hand_off_threshold_and_errors():
+    """A dip to 0.55 inside an 'a' event: off = on (None) splits it at 0.6 (so detections are
+    not monotone without hysteresis); a fixed off threshold 0.5 keeps one event, and is capped
+    at thresholds below it."""
+    times = column_frame_times(6)
+    a = np.array([0.1, 0.7, 0.55, 0.7, 0.1, 0.1])
+    res = StreamDetections([], times, np.stack([a, 1 - a], axis=1))
+    run = [(res, [truth("a", 0.0, 0.5)], 10.0)]
+    rows = det_curve(run, ["a", "b"], ["a"], [0.5, 0.6, 0.8])
+    assert [(r["tp"], r["fp"], r["fn"]) for r in rows] == [(1, 0, 0), (1, 1, 0), (0, 0, 1)]
+    assert rows[1]["precision"] == 0.5 and rows[1]["false_alarms_per_hour"] == pytest.approx(360)
+    assert rows[2]["miss_rate"] == 1.0 and rows[2]["f1"] == 0.0 and rows[2]["precision"] is None
+    hyst = EventConfig(on_threshold=0.9, off_threshold=0.5)
+    rows = det_curve(run, ["a", "b"], ["a"], [0.3, 0.6], hyst)
+    assert [(r["tp"], r["fp"]) for r in rows] == [(1, 0), (1, 0)]
+    assert [c.off_threshold for c in det_event_configs([0.3, 0.6], ["a"], hyst)] == [0.3, 0.5]
+    assert det_curve(run, ["a", "b"], ["a"], [0.5], None)[0]["miss_rate"] == 0.0
+    no_truth = det_curve([(res, [], 10.0)], ["a", "b"], ["a"], [0.5])[0]
+    assert no_truth["miss_rate"] is None and no_truth["recall"] is None
+    for bad in ([], [1.5], "0.5"):
+        with pytest.raises(ConfigError):
+            det_curve(run, ["a", "b"], ["a"], bad)
+    with pytest.raises(ConfigError, match="runs"):
+        det_curve([(res, [])], ["a", "b"], ["a"], [0.5])
+
+
+# ---------------------------------------------------------------------------------------------
 # Clip accuracy
 # ---------------------------------------------------------------------------------------------
 
@@ -345,6 +452,35 @@ def test_eval_cli(capsys, model_dirs, clip_dir, stream_wav, tmp_path):
     assert "--overwrite" in capsys.readouterr().err
     assert out.read_text() == before
     assert run_cli(argv[:7] + ["--json", str(out), "--overwrite"]) == 0
+
+
+def test_eval_cli_det(capsys, model_dirs, stream_wav, tmp_path):
+    out = tmp_path / "det.json"
+    base = ["eval", "--model", str(model_dirs["v1"]), "--streams", str(stream_wav.parent),
+            "--window-s", "0.96", "--threshold", "0.3"]
+    assert run_cli(base + ["--modes", "streaming", "--det", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "DET curve, streaming" in text and "miss %" in text and "offline" not in text
+    assert text.index("lat med s") < text.index("DET curve")  # after the stream table
+    res = json.loads(out.read_text())["streams"]
+    rows = res["det"]["streaming"]
+    assert [r["threshold"] for r in rows] == list(eval_cli.DEFAULT_DET_THRESHOLDS)
+    at_base = next(r for r in rows if r["threshold"] == 0.3)
+    micro = res["modes"]["streaming"]["micro"]
+    assert [at_base[k] for k in ("tp", "fp", "fn")] == [micro[k] for k in ("tp", "fp", "fn")]
+    table = text[text.index("DET curve, streaming"):].split("\n\n")[0].splitlines()
+    assert table[1].split() == ["threshold", "FA/h", "miss", "%", "F1", "%"]
+    assert table[2].split()[:2] == ["0.3", f"{rows[0]['false_alarms_per_hour']:.1f}"]
+    assert len(table) == 2 + len(rows)
+
+    assert run_cli(base + ["--modes", "offline", "--det", "0.2, 0.7"]) == 0
+    text = capsys.readouterr().out
+    assert "DET curve, offline" in text and "DET curve, streaming" not in text
+    with pytest.raises(SystemExit):
+        run_cli(base + ["--det", "0.2,abc"])
+    assert "comma-separated" in capsys.readouterr().err
+    assert run_cli(["eval", "--model", str(model_dirs["v1"]), "--clips", "x", "--det"]) == 2
+    assert "--streams" in capsys.readouterr().err
 
 
 def test_eval_cli_errors(capsys, monkeypatch, model_dirs):
