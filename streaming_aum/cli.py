@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     eval_cli.add_parser(sub)
     from . import demo_cli
     demo_cli.add_parser(sub)
+    from . import listen_cli
+    listen_cli.add_parser(sub)
     from . import data_cli
     data_cli.add_parser(sub)
     from export import export_cli
