@@ -157,8 +157,13 @@ def test_two_process_data_parallel(clips, tmp_path):
         lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
     (tmp_path / "ddp.toml").write_text("\n".join(lines) + "\n")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    import socket
+    with socket.socket() as s:  # a free port for the rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--master_port", "29517", "-m", "streaming_aum.cli", "train",
+                           "--master_addr", "127.0.0.1", "--master_port", str(port),
+                           "-m", "streaming_aum.cli", "train",
                            str(tmp_path / "ddp.toml"), "--no-progress"],
                           capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
