@@ -46,6 +46,22 @@ EXP_CLAMP = -100.0
 if HAVE_NUMBA:
 
     @njit(fastmath=True, cache=True, nogil=True)
+    def exp_nonpos(x):  # pragma: no cover - compiled
+        """exp(x) for x <= 0 as described above: P(x/256)^256 in float64, clamped at -100."""
+        x = max(x, EXP_CLAMP) * 0.00390625
+        p = 1.0 + x * (1.0 + x * (0.5 + x * (1.0 / 6 + x * (1.0 / 24 + x * (
+            1.0 / 120 + x * (1.0 / 720 + x * (1.0 / 5040)))))))
+        p = p * p
+        p = p * p
+        p = p * p
+        p = p * p
+        p = p * p
+        p = p * p
+        p = p * p
+        p = p * p
+        return p
+
+    @njit(fastmath=True, cache=True, nogil=True)
     def _scan_kernel(dt, dtu, At, Bm, Cm, h0, reverse, y, hT, lo, hi):  # pragma: no cover
         """dt, dtu, y: (nb, L, E) f32; At: (S, E) f32; Bm, Cm: (nb, L, S) f32; h0, hT: (nb, S, E) f32.
 
@@ -79,17 +95,7 @@ if HAVE_NUMBA:
                     bs = Bm[b, t, s]
                     cs = Cm[b, t, s]
                     for j in range(LANES):
-                        x = max(np.float64(dv[j] * a[s, j]), EXP_CLAMP) * 0.00390625
-                        p = 1.0 + x * (1.0 + x * (0.5 + x * (1.0 / 6 + x * (1.0 / 24 + x * (
-                            1.0 / 120 + x * (1.0 / 720 + x * (1.0 / 5040)))))))
-                        p = p * p
-                        p = p * p
-                        p = p * p
-                        p = p * p
-                        p = p * p
-                        p = p * p
-                        p = p * p
-                        p = p * p
+                        p = exp_nonpos(np.float64(dv[j] * a[s, j]))
                         hs = np.float32(p) * h[s, j] + duv[j] * bs
                         h[s, j] = hs
                         acc[j] += hs * cs
@@ -137,30 +143,43 @@ def selective_scan_fused_cpu(
     from .scan_reference import softplus_like_cuda
 
     batch, length, channels = u.shape
-    state = A.shape[1]
     d = delta if delta_bias is None else delta + delta_bias
-    dt = softplus_like_cuda(d).contiguous()
-    dtu = (dt * u).contiguous()
-    At = A.t().contiguous()
-    if h0 is None:
-        h0t = torch.zeros(batch, state, channels, dtype=torch.float32)
-    else:
-        h0t = h0.transpose(1, 2).contiguous()
-    y = torch.empty(batch, length, channels, dtype=torch.float32)
-    hT = torch.empty(batch, state, channels, dtype=torch.float32)
-    args = (dt.numpy(), dtu.numpy(), At.numpy(), B.contiguous().numpy(),
-            C.contiguous().numpy(), h0t.numpy(), bool(reverse), y.numpy(), hT.numpy())
-    items = batch * ((channels + LANES - 1) // LANES)
-    # torch's intra-op thread count sets ours too (one knob: torch.set_num_threads).
-    parts = max(1, min(torch.get_num_threads(), items, _MAX_THREADS))
-    if parts == 1 or length * channels < _MIN_PARALLEL_WORK:
-        _scan_kernel(*args, 0, items)
-    else:
-        bounds = [items * i // parts for i in range(parts + 1)]
-        futures = [_pool().submit(_scan_kernel, *args, lo, hi)
-                   for lo, hi in zip(bounds[:-1], bounds[1:])]
-        for f in futures:
-            f.result()
+    h0t = (torch.zeros(batch, A.shape[1], channels, dtype=torch.float32) if h0 is None
+           else h0.transpose(1, 2).contiguous())
+    y, hT = scan_from_dt(softplus_like_cuda(d).contiguous(), u.contiguous(), A.t().contiguous(),
+                         B.contiguous(), C.contiguous(), h0t, reverse)
     if D is not None:
         y = y + D * u
     return y, hT.transpose(1, 2)
+
+
+def scan_from_dt(dt: torch.Tensor, u: torch.Tensor, At: torch.Tensor, B: torch.Tensor,
+                 C: torch.Tensor, h0t: torch.Tensor, reverse: bool
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The recurrence alone, after softplus, on contiguous float32 tensors in the kernel's
+    layouts: dt, u (nb, L, E); At (S, E); B, C (nb, L, S); h0t (nb, S, E). Returns
+    ``(y (nb, L, E) without the D term, h_last (nb, S, E))``. Shared by the inference path and
+    the forward of the differentiable path (``scan_fused_grad``)."""
+    batch, length, channels = u.shape
+    y = torch.empty(batch, length, channels, dtype=torch.float32)
+    hT = torch.empty(batch, At.shape[0], channels, dtype=torch.float32)
+    dtu = (dt * u).contiguous()
+    args = (dt.numpy(), dtu.numpy(), At.numpy(), B.numpy(), C.numpy(), h0t.numpy(),
+            bool(reverse), y.numpy(), hT.numpy())
+    items = batch * ((channels + LANES - 1) // LANES)
+    run_split(_scan_kernel, args, items, serial=length * channels < _MIN_PARALLEL_WORK)
+    return y, hT
+
+
+def run_split(kernel, args: tuple, items: int, serial: bool = False) -> None:
+    """Run ``kernel(*args, lo, hi)`` over work items ``0..items-1``, split into contiguous ranges
+    on ``torch.get_num_threads()`` pool threads (torch's intra-op thread count sets ours too:
+    one knob, ``torch.set_num_threads``); in the calling thread when ``serial`` or one part."""
+    parts = max(1, min(torch.get_num_threads(), items, _MAX_THREADS))
+    if parts == 1 or serial:
+        kernel(*args, 0, items)
+        return
+    bounds = [items * i // parts for i in range(parts + 1)]
+    futures = [_pool().submit(kernel, *args, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    for f in futures:
+        f.result()

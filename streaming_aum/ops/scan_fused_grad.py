@@ -30,26 +30,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .scan_fused_cpu import EXP_CLAMP, HAVE_NUMBA, LANES, _MAX_THREADS, _pool, _scan_kernel
+from .scan_fused_cpu import HAVE_NUMBA, LANES, run_split, scan_from_dt
 
 if HAVE_NUMBA:
     from numba import njit
 
-    @njit(fastmath=True, cache=True, nogil=True)
-    def _exp_nonpos(x):  # pragma: no cover - compiled
-        """exp(x) for x <= 0 as in the forward kernel: P(x/256)^256 in float64."""
-        x = max(x, EXP_CLAMP) * 0.00390625
-        p = 1.0 + x * (1.0 + x * (0.5 + x * (1.0 / 6 + x * (1.0 / 24 + x * (
-            1.0 / 120 + x * (1.0 / 720 + x * (1.0 / 5040)))))))
-        p = p * p
-        p = p * p
-        p = p * p
-        p = p * p
-        p = p * p
-        p = p * p
-        p = p * p
-        p = p * p
-        return p
+    from .scan_fused_cpu import exp_nonpos
 
     @njit(fastmath=True, cache=True, nogil=True)
     def _scan_backward_kernel(dt, u, At, Bm, Cm, h0, reverse, gy, ghT,
@@ -105,7 +91,7 @@ if HAVE_NUMBA:
                     for s in range(S):
                         bs = Bm[b, t, s]
                         for j in range(LANES):
-                            da = np.float32(_exp_nonpos(np.float64(dv[j] * a[s, j])))
+                            da = np.float32(exp_nonpos(np.float64(dv[j] * a[s, j])))
                             hv = da * h[s, j] + dv[j] * uv[j] * bs
                             h[s, j] = hv
                             hs[k + 1, s, j] = hv
@@ -157,41 +143,14 @@ if HAVE_NUMBA:
                     gC[b, t, s] = acc_c
 
 
-def _run_rows(kernel, args: tuple, rows: int, length: int, channels: int) -> None:
-    """Run ``kernel(*args, lo, hi)`` over batch rows on ``torch.get_num_threads()`` threads."""
-    parts = max(1, min(torch.get_num_threads(), rows, _MAX_THREADS))
-    if parts == 1:
-        kernel(*args, 0, rows)
-        return
-    bounds = [rows * i // parts for i in range(parts + 1)]
-    futures = [_pool().submit(kernel, *args, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
-    for f in futures:
-        f.result()
-
-
-def _rows_to_items(kernel_rows):
-    """Adapt the forward kernel (items = (row, channel block)) to row ranges."""
-    def run(dt, dtu, At, Bm, Cm, h0, reverse, y, hT, lo, hi):
-        nblk = (dt.shape[2] + LANES - 1) // LANES
-        kernel_rows(dt, dtu, At, Bm, Cm, h0, reverse, y, hT, lo * nblk, hi * nblk)
-    return run
-
-
 class _FusedScanFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, dt, u, A, B, C, h0, reverse):  # type: ignore[override]
-        nb, L, E = u.shape
-        S = A.shape[1]
         dt_c, u_c = dt.contiguous(), u.contiguous()
         At = A.t().contiguous()
         B_c, C_c = B.contiguous(), C.contiguous()
         h0t = h0.transpose(1, 2).contiguous()
-        y = torch.empty(nb, L, E, dtype=torch.float32)
-        hT = torch.empty(nb, S, E, dtype=torch.float32)
-        dtu = (dt_c * u_c).contiguous()
-        args = (dt_c.numpy(), dtu.numpy(), At.numpy(), B_c.numpy(), C_c.numpy(), h0t.numpy(),
-                bool(reverse), y.numpy(), hT.numpy())
-        _run_rows(_rows_to_items(_scan_kernel), args, nb, L, E)
+        y, hT = scan_from_dt(dt_c, u_c, At, B_c, C_c, h0t, bool(reverse))
         ctx.save_for_backward(dt_c, u_c, At, B_c, C_c, h0t)
         ctx.reverse = bool(reverse)
         return y, hT.transpose(1, 2)
@@ -211,7 +170,7 @@ class _FusedScanFunction(torch.autograd.Function):
         args = (dt.numpy(), u.numpy(), At.numpy(), B.numpy(), C.numpy(), h0t.numpy(),
                 ctx.reverse, gy.numpy(), ghT.numpy(), gdt.numpy(), gu.numpy(),
                 gA_rows.numpy(), gB.numpy(), gC.numpy(), gh0.numpy())
-        _run_rows(_scan_backward_kernel, args, nb, L, E)
+        run_split(_scan_backward_kernel, args, nb)  # one item = one batch row (see above)
         gA = gA_rows.sum(0).t()
         return gdt, gu, gA, gB, gC, gh0.transpose(1, 2), None
 
