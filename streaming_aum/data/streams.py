@@ -101,6 +101,14 @@ def active_span(x: np.ndarray, db: float = ACTIVE_SPAN_DB,
     return int(on[0]) * grid, (int(on[-1]) + 1) * grid
 
 
+def snr_gain(event: np.ndarray, local_background: np.ndarray, snr_db: float) -> float:
+    """The gain that puts ``event`` at ``snr_db`` against the mean power of
+    ``local_background`` (the bed around it); float64 powers."""
+    pn = float(np.mean(np.asarray(local_background, dtype=np.float64) ** 2))
+    ps = float(np.mean(np.asarray(event, dtype=np.float64) ** 2))
+    return math.sqrt(pn * 10.0 ** (snr_db / 10.0) / ps)
+
+
 # --------------------------------------------------------------------------------------------
 # keyword clips
 # --------------------------------------------------------------------------------------------
@@ -285,10 +293,8 @@ def build_stream_parts(clips: str | os.PathLike[str] | ClipPool, split: str, dur
         end = start + seg.size
         if end > n:
             break
-        pn = float(np.mean(bed[max(0, start - context):min(n, end + context)].astype(np.float64)
-                           ** 2))
         snr = float(rng.uniform(lo, hi))
-        gain = math.sqrt(pn * 10.0 ** (snr / 10.0) / float(np.mean(seg ** 2)))
+        gain = snr_gain(seg, bed[max(0, start - context):min(n, end + context)], snr)
         events[start:end] += seg * gain
         rows.append({"onset_s": round(start / SAMPLE_RATE, 3), "offset_s": round(end / SAMPLE_RATE, 3),
                      "label": label, "kind": kind, "snr_db": round(snr, 2), "source": source,

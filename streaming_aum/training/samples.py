@@ -135,20 +135,18 @@ def read_clip(item: ClipItem, n_samples: int, rng: np.random.Generator | None) -
 
 
 def speech_span(item: ClipItem, x: np.ndarray) -> np.ndarray:
-    """The spoken part of a clip (``onset_s`` .. ``+speech_s``), else frames within 35 dB of
-    the loudest 10 ms frame."""
+    """The spoken part of a clip (``onset_s`` .. ``+speech_s``), else its active span (10 ms
+    frames within 35 dB of the loudest, ``data.streams.active_span``, as streams label events);
+    the whole clip if that is empty (silence)."""
     if item.onset_s is not None and item.speech_s:
         a = int(round(item.onset_s * SAMPLE_RATE))
         b = int(round((item.onset_s + item.speech_s) * SAMPLE_RATE))
         if b - a >= HOP_SAMPLES:
             return x[a:b]
-    hop = SAMPLE_RATE // 100
-    frames = len(x) // hop
-    if frames == 0:
-        return x
-    e = (x[: frames * hop].reshape(frames, hop) ** 2).mean(1) + 1e-12
-    active = np.nonzero(10 * np.log10(e / e.max()) > -35.0)[0]
-    return x[active[0] * hop:(active[-1] + 1) * hop]
+    from ..data.streams import active_span
+
+    a, b = active_span(x)
+    return x[a:b] if b > a else x
 
 
 def features(wave: np.ndarray, norm: str, target_frames: int | None = None) -> torch.Tensor:
@@ -209,11 +207,13 @@ class StreamSegmentMaker:
         if self.rirs is not None and rng.random() < self.p_reverb:
             from ..data.rooms import apply_rir
             x = apply_rir(x, self.rirs.sample(rng))
+        from ..data.streams import snr_gain
+
+        if not np.any(x):  # a silent sound adds nothing (and has no SNR)
+            return
         lo, hi = max(0, start - SAMPLE_RATE), min(len(y), start + len(x) + SAMPLE_RATE)
-        p_noise = float(np.mean(y[lo:hi] ** 2)) + 1e-10
-        p_sig = float(np.mean(x ** 2)) + 1e-10
         snr = rng.uniform(*self.snr_db)
-        y[start:start + len(x)] += x * np.sqrt(p_noise * 10 ** (snr / 10) / p_sig)
+        y[start:start + len(x)] += x * snr_gain(x, y[lo:hi], snr)
 
     def make(self, context_columns: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
         """One segment: (waveform (segment_samples(context + W),) float32, target class)."""
