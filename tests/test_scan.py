@@ -72,6 +72,42 @@ def test_fused_equals_explicit_loop(reverse, E):
 
 
 @needs_numba
+@pytest.mark.parametrize("E", [16, 21])
+@pytest.mark.parametrize("at", [None, 0, 33, 80])
+def test_fused_fo_bi_one_call_equals_two_explicit_loops(E, at):
+    """v1 in one kernel call: forward scan from h0 plus reverse scan of the same inputs with
+    A_b from zeros, D counted in both, forward state after ``at`` steps."""
+    inp = make_inputs(80, E=E)
+    A_b = -torch.exp(torch.randn(E, 16, generator=torch.Generator().manual_seed(9)))
+    y, h = run(selective_scan_fused_cpu, inp, state_at=at, A_b=A_b)
+    y_f, h_f = loop_reference(inp)
+    y_b, _ = loop_reference({**inp, "A": A_b}, reverse=True, use_h0=False)
+    y_ref = y_f + y_b
+    if at is not None:
+        head = {k: (v[:, :at] if k in ("u", "delta", "B", "C") else v) for k, v in inp.items()}
+        h_f = loop_reference(head)[1] if at else inp["h0"].double().numpy()
+    assert np.abs(y.numpy() - y_ref).max() < 2e-5 * np.abs(y_ref).max()
+    assert np.abs(h.numpy() - h_f).max() < 2e-5 * np.abs(h_f).max()
+    with pytest.raises(ValueError, match="forward scans"):
+        run(selective_scan_fused_cpu, inp, reverse=True, A_b=A_b)
+
+
+@needs_numba
+def test_fused_softplus_matches_float64_over_its_whole_range():
+    """The kernel's own softplus (threshold 20, series log1p) against numpy float64, through a
+    one-step scan: with B = C = 1, h0 = 0 and u = 1 the output is y = dt = softplus(delta)."""
+    x = torch.cat([torch.linspace(-90, 40, 20001), torch.tensor([19.99, 20.0, 20.01, -1e-7])])
+    n = x.numel()
+    ones = torch.ones(1, 1, n)
+    y, _ = selective_scan_fused_cpu(ones, x.view(1, 1, n), -torch.ones(n, 16),
+                                    torch.ones(1, 1, 16) / 16, torch.ones(1, 1, 16))
+    want = softplus(x.double().numpy())
+    got = y[0, 0].double().numpy()
+    # a few float32 ulps: the 16 state products are summed in float32
+    np.testing.assert_allclose(got, want, rtol=6e-7, atol=1e-30)
+
+
+@needs_numba
 def test_fused_long_sequence_and_large_steps_no_overflow():
     # 4096 tokens; deltas up to ~+60 (dt ~ 60, exp(dt*A) down to exp(-1e3)) and down to -60.
     inp = make_inputs(4096, E=16, batch=1, delta_scale=30.0, seed=3)
@@ -154,6 +190,46 @@ def test_conv_matches_loop_and_carries_state():
     rev, _ = causal_conv1d(x, w, b, reverse=True)
     ref, _ = causal_conv_loop(x[0].numpy()[::-1].copy(), w[:, 0].numpy(), b.numpy())
     np.testing.assert_allclose(rev[0].numpy(), ref[::-1], atol=1e-12)
+
+
+@pytest.mark.parametrize("E", [6, 16, 37])
+def test_float32_conv_matches_float64_loop_states_chunks_and_reverse(E):
+    """The inference conv (float32, shifted multiply-adds + SiLU) against the explicit float64
+    loop: outputs to float32 rounding, states bit-exact, chunking, state_at, anti-causal."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 30, E, generator=g) * 4
+    x[0, 5, :] = 200.0  # SiLU at extremes: x and 0, no overflow
+    x[1, 6, :] = -200.0
+    w = torch.randn(E, 1, 4, generator=g)
+    b = torch.randn(E, generator=g)
+    st0 = torch.randn(2, 3, E, generator=g)
+    with torch.no_grad():
+        out, state = causal_conv1d(x, w, b, conv_state=st0)
+    for i in range(2):
+        with np.errstate(over="ignore"):  # the loop's exp(-x) overflows to inf: SiLU = -0
+            ref, ref_state = causal_conv_loop(x[i].double().numpy(), w[:, 0].double().numpy(),
+                                              b.double().numpy(), state=st0[i].double().numpy())
+        np.testing.assert_allclose(out[i].numpy(), ref, atol=2e-5 * np.abs(ref).max(), rtol=0)
+        np.testing.assert_allclose(state[i].numpy(), ref_state, atol=0)
+    with torch.no_grad():
+        outs, st = [], st0
+        for lo, hi in [(0, 0), (0, 1), (1, 3), (3, 30)]:
+            o, st = causal_conv1d(x[:, lo:hi], w, b, conv_state=st)
+            outs.append(o)
+        # SIMD bodies and tails may differ by an ulp (FMA contraction) between lengths
+        torch.testing.assert_close(torch.cat(outs, 1), out, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(st, state, atol=0, rtol=0)
+        for at in (0, 1, 2, 17):
+            _, s_at = causal_conv1d(x, w, b, conv_state=st0, state_at=at)
+            _, s_ref = causal_conv1d(x[:, :at], w, b, conv_state=st0)
+            torch.testing.assert_close(s_at, s_ref, atol=0, rtol=0)
+        for length in (1, 2, 30):  # shorter and longer than the K-1 = 3 state
+            rev, _ = causal_conv1d(x[:, :length], w, b, reverse=True)
+            with np.errstate(over="ignore"):
+                ref, _ = causal_conv_loop(x[0, :length].double().numpy()[::-1].copy(),
+                                          w[:, 0].double().numpy(), b.double().numpy())
+            np.testing.assert_allclose(rev[0].numpy(), ref[::-1],
+                                       atol=2e-5 * np.abs(ref).max(), rtol=0)
 
 
 def test_backend_selection_rules():

@@ -113,6 +113,7 @@ def selective_scan(
     h0: torch.Tensor | None = None,
     reverse: bool = False,
     state_at: int | None = None,
+    A_b: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Selective scan; layouts and semantics of ``scan_reference.selective_scan_reference``.
 
@@ -121,11 +122,22 @@ def selective_scan(
     with ``reverse`` the scan runs from L-1 to 0 and ``h_last`` is the state after position 0.
     ``state_at`` (forward scans): return the state after the first ``state_at`` steps instead
     (the streaming frontier); the outputs are those of one scan over all L steps.
+    ``A_b`` (forward scans; ``v1`` Fo-Bi): add a reverse scan of the same inputs with ``A_b``
+    from zeros after the end, D skip included again (official ``bimamba_inner_fn``); the
+    returned state stays the forward one. The fused CPU kernel does it all in one call.
     """
-    backend = resolve_backend(u, delta, A, B, C, D, delta_bias, h0)
+    backend = resolve_backend(u, delta, A, B, C, D, delta_bias, h0, A_b)
     length = u.shape[1]
-    if state_at is not None and reverse:
-        raise ValueError("state_at is only defined for forward scans")
+    if reverse and (state_at is not None or A_b is not None):
+        raise ValueError("state_at and A_b are only defined for forward scans")
+    if backend == "fused" and not _needs_grad(u, delta, A, B, C, D, delta_bias, h0, A_b):
+        return scan_fused_cpu.selective_scan_fused_cpu(u, delta, A, B, C, D, delta_bias,
+                                                       h0=h0, reverse=reverse,
+                                                       state_at=state_at, A_b=A_b)
+    if A_b is not None:
+        y, h = selective_scan(u, delta, A, B, C, D, delta_bias, h0=h0, state_at=state_at)
+        y_b, _ = selective_scan(u, delta, A_b, B, C, D, delta_bias, reverse=True)
+        return y + y_b, h
     if backend == "export":
         from .scan_export import selective_scan_export
 
@@ -137,12 +149,9 @@ def selective_scan(
         y1, h_mid = selective_scan(head[0], head[1], A, head[2], head[3], D, delta_bias, h0=h0)
         y2, _ = selective_scan(tail[0], tail[1], A, tail[2], tail[3], D, delta_bias, h0=h_mid)
         return torch.cat([y1, y2], dim=1), h_mid
-    if backend == "fused" and _needs_grad(u, delta, A, B, C, D, delta_bias, h0):
+    if backend == "fused":  # with gradients (inference returned above)
         return scan_fused_grad.selective_scan_fused_grad(u, delta, A, B, C, D, delta_bias,
                                                          h0=h0, reverse=reverse)
-    if backend == "fused":
-        return scan_fused_cpu.selective_scan_fused_cpu(u, delta, A, B, C, D, delta_bias,
-                                                       h0=h0, reverse=reverse)
     if backend == "cuda":
         y, h_last = scan_cuda.selective_scan_cuda(u, delta, A, B, C, D, delta_bias, reverse=reverse)
         if h0 is not None:
@@ -164,9 +173,11 @@ def causal_conv1d(
     """Depthwise conv + SiLU over time, channels-last ``(batch, L, E)``.
 
     ``reverse=False``: causal, continuing from ``conv_state`` (batch, K-1, E), returns the new
-    state (after ``state_at`` inputs, default all). ``reverse=True``: anti-causal (the v2 backward branch: causal on the flipped
-    sequence), with zeros after the end; the returned state is that of the flipped sequence.
-    PyTorch's grouped conv1d is already vectorised on CPU and CUDA, so there is one path.
+    state (after ``state_at`` inputs, default all). ``reverse=True``: anti-causal (the v2
+    backward branch: causal on the flipped sequence), with zeros after the end; the returned
+    state is that of the flipped sequence.
+    One path for every device and dtype: ``causal_conv1d_reference`` (K shifted
+    multiply-adds, channels-last, already vectorised by PyTorch).
     """
     if reverse:
         out, state = causal_conv1d_reference(x.flip(1), weight, bias, conv_state=conv_state)

@@ -8,13 +8,19 @@ Why this layout and these numerics:
   it is used.
 * Channels are the vector lanes: inputs are channels-last ``(batch, L, E)``, a block of
   ``LANES`` = 16 adjacent channels (one AVX-512 register of float32) is scanned together, and
-  blocks run in parallel threads (``prange``). ``B_t``/``C_t`` are scalars broadcast over lanes.
+  blocks run in parallel threads. ``B_t``/``C_t`` are scalars broadcast over lanes.
 * ``exp(x)`` for ``x <= 0`` is evaluated in float64 as ``P(x/256)^256`` with ``P`` the degree-7
   Taylor polynomial (8 squarings): relative error below 4e-6 only where exp(x) < 1e-30 and
   below 1e-12 for x > -20, vectorisable (numba has no vector ``exp`` without Intel SVML). Inputs
   below -100 are clamped (exp(-100) = 3.7e-44 is a float32 denormal, effectively 0), so large
   step sizes can neither overflow nor produce NaN.
-* ``softplus(delta + bias)`` and ``dt * u`` are computed beforehand by torch (vectorised).
+* ``softplus(delta + bias)`` is one vectorised torch op (an in-kernel float64 softplus did
+  not vectorise and cost 20 ns per element, 7x torch's); ``dt * u`` and the ``D u`` skip are
+  formed inside the kernel. One call does a whole layer's scan work: for ``v1`` both
+  directions (they share dt, u, B and C; only ``A`` differs), for streaming the forward state
+  at the frontier (``state_at``) as well. Separate calls repeated the softplus, the copies and
+  the thread hand-off per direction and segment: for the 56-token windows of a streaming hop
+  that overhead cost more than the recurrence.
 * Threads: the kernel itself is serial over a range of channel blocks and releases the GIL
   (``nogil``); ``torch.get_num_threads()`` ranges run on a small Python thread pool. Numba's own
   ``parallel=True`` runs an OpenMP pool beside torch's: the two pools' spinning threads starved
@@ -32,6 +38,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
+
+from .scan_reference import softplus_like_cuda
 
 try:  # numba is a core dependency, but keep the reference path alive if it is broken
     from numba import njit
@@ -62,48 +70,80 @@ if HAVE_NUMBA:
         return p
 
     @njit(fastmath=True, cache=True, nogil=True)
-    def _scan_kernel(dt, dtu, At, Bm, Cm, h0, reverse, y, hT, lo, hi):  # pragma: no cover
-        """dt, dtu, y: (nb, L, E) f32; At: (S, E) f32; Bm, Cm: (nb, L, S) f32; h0, hT: (nb, S, E) f32.
+    def _scan_kernel(dt, u, Af, Ab, Bm, Cm, D, h0, mode, state_at,
+                     y, hmid, hT, lo, hi):  # pragma: no cover - compiled
+        """One layer-direction (or both v1 directions) of the selective scan.
 
-        Over (batch, channel-block) items ``lo..hi-1`` writes ``y[b, t, e] = sum_s h_t[s, e] *
-        C[b, t, s]`` (no D term) and the last state.
+        dt (after softplus), u, y: (nb, L, E) f32; D: (E,) f32; Af, Ab: (S, E) f32; Bm, Cm:
+        (nb, L, S) f32 (any strides); h0, hmid, hT: (nb, S, E) f32. ``dt * u`` is formed here.
+        ``mode`` 0: forward from ``h0`` with ``Af``;
+        1: reverse from ``h0`` with ``Af``; 2: forward as 0, then reverse from zeros with
+        ``Ab`` on the same inputs, added to ``y`` (v1). Every pass adds its ``D u`` skip.
+        ``hT``: the first pass's last state; ``hmid``: the forward state after ``state_at``
+        steps (``state_at`` < 0: not written). Over (batch, channel-block) items ``lo..hi-1``.
         """
-        nb, L, E = dt.shape
-        S = At.shape[0]
+        nb, L, E = u.shape
+        S = Af.shape[0]
         nblk = (E + LANES - 1) // LANES
+        h = np.zeros((S, LANES), np.float32)
+        a = np.zeros((S, LANES), np.float32)
+        acc = np.zeros(LANES, np.float32)
+        uv = np.zeros(LANES, np.float32)
+        dv = np.zeros(LANES, np.float32)
+        duv = np.zeros(LANES, np.float32)
+        npass = 2 if mode == 2 else 1
         for idx in range(lo, hi):
             b = idx // nblk
             e0 = (idx - b * nblk) * LANES
             w = min(LANES, E - e0)
-            h = np.zeros((S, LANES), np.float32)
-            a = np.zeros((S, LANES), np.float32)
-            for s in range(S):
-                for j in range(w):
-                    h[s, j] = h0[b, s, e0 + j]
-                    a[s, j] = At[s, e0 + j]
-            acc = np.zeros(LANES, np.float32)
-            dv = np.zeros(LANES, np.float32)
-            duv = np.zeros(LANES, np.float32)
-            for step in range(L):
-                t = L - 1 - step if reverse else step
-                for j in range(w):
-                    dv[j] = dt[b, t, e0 + j]
-                    duv[j] = dtu[b, t, e0 + j]
-                for j in range(LANES):
-                    acc[j] = 0.0
+            for p in range(npass):
+                rev = mode == 1 or p == 1
+                A = Ab if p == 1 else Af
                 for s in range(S):
-                    bs = Bm[b, t, s]
-                    cs = Cm[b, t, s]
                     for j in range(LANES):
-                        p = exp_nonpos(np.float64(dv[j] * a[s, j]))
-                        hs = np.float32(p) * h[s, j] + duv[j] * bs
-                        h[s, j] = hs
-                        acc[j] += hs * cs
-                for j in range(w):
-                    y[b, t, e0 + j] = acc[j]
-            for s in range(S):
-                for j in range(w):
-                    hT[b, s, e0 + j] = h[s, j]
+                        h[s, j] = 0.0
+                        a[s, j] = 0.0  # padding lanes: decay 1, input 0, state stays 0
+                    for j in range(w):
+                        a[s, j] = A[s, e0 + j]
+                        if p == 0:
+                            h[s, j] = h0[b, s, e0 + j]
+                if p == 0 and state_at == 0:
+                    for s in range(S):
+                        for j in range(w):
+                            hmid[b, s, e0 + j] = h[s, j]
+                for j in range(LANES):
+                    dv[j] = 0.0
+                    uv[j] = 0.0
+                for step in range(L):
+                    t = L - 1 - step if rev else step
+                    for j in range(w):
+                        dv[j] = dt[b, t, e0 + j]
+                        uv[j] = u[b, t, e0 + j]
+                    for j in range(LANES):
+                        duv[j] = dv[j] * uv[j]
+                        acc[j] = 0.0
+                    for s in range(S):
+                        bs = Bm[b, t, s]
+                        cs = Cm[b, t, s]
+                        for j in range(LANES):
+                            pd = exp_nonpos(np.float64(dv[j] * a[s, j]))
+                            hs = np.float32(pd) * h[s, j] + duv[j] * bs
+                            h[s, j] = hs
+                            acc[j] += hs * cs
+                    if p == 0:
+                        for j in range(w):
+                            y[b, t, e0 + j] = acc[j] + D[e0 + j] * uv[j]
+                    else:
+                        for j in range(w):
+                            y[b, t, e0 + j] += acc[j] + D[e0 + j] * uv[j]
+                    if p == 0 and step + 1 == state_at:
+                        for s in range(S):
+                            for j in range(w):
+                                hmid[b, s, e0 + j] = h[s, j]
+                if p == 0:
+                    for s in range(S):
+                        for j in range(w):
+                            hT[b, s, e0 + j] = h[s, j]
 
 
 _MAX_THREADS = 64
@@ -132,25 +172,33 @@ def selective_scan_fused_cpu(
     *,
     h0: torch.Tensor | None = None,
     reverse: bool = False,
+    state_at: int | None = None,
+    A_b: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Same contract as ``selective_scan_reference`` (float32 CPU tensors, no autograd).
+    """Same contract as ``selective_scan_reference`` (float32 CPU tensors, no autograd): one
+    torch softplus, then one kernel call for ``dt * u``, both recurrences and the D skip.
 
-    u, delta: (batch, L, E); A: (E, S); B, C: (batch, L, S); D, delta_bias: (E,);
-    h0: (batch, E, S). Returns ``(y (batch, L, E), h_last (batch, E, S))``.
+    u, delta: (batch, L, E); A: (E, S); B, C: (batch, L, S) (any strides); D, delta_bias: (E,);
+    h0: (batch, E, S). Returns ``(y (batch, L, E), h (batch, E, S))``: ``h`` is the last state,
+    or with ``state_at`` (forward scans) the state after the first ``state_at`` steps (the
+    streaming frontier; ``y`` is still that of all L steps). ``A_b`` (v1, Fo-Bi): also scan the
+    same inputs in reverse with ``A_b`` from zeros after the end and add that output, D skip
+    included again, as the official ``bimamba_inner_fn`` does; ``h`` stays the forward state.
     """
     if not HAVE_NUMBA:  # pragma: no cover
         raise RuntimeError("the fused CPU scan needs numba; install it or use the reference path")
-    from .scan_reference import softplus_like_cuda
-
-    batch, length, channels = u.shape
-    d = delta if delta_bias is None else delta + delta_bias
-    h0t = (torch.zeros(batch, A.shape[1], channels, dtype=torch.float32) if h0 is None
-           else h0.transpose(1, 2).contiguous())
-    y, hT = scan_from_dt(softplus_like_cuda(d).contiguous(), u.contiguous(), A.t().contiguous(),
-                         B.contiguous(), C.contiguous(), h0t, reverse)
-    if D is not None:
-        y = y + D * u
-    return y, hT.transpose(1, 2)
+    if reverse and (state_at is not None or A_b is not None):
+        raise ValueError("state_at and A_b go with forward scans (reverse=False)")
+    channels = u.shape[2]
+    zeros_e = torch.zeros(channels, dtype=torch.float32)
+    mode = 2 if A_b is not None else 1 if reverse else 0
+    At = A.t().contiguous()
+    Abt = At if A_b is None else A_b.t().contiguous()
+    h0t = None if h0 is None else h0.transpose(1, 2).contiguous()
+    dt = softplus_like_cuda(delta if delta_bias is None else delta + delta_bias).contiguous()
+    y, hmid, hT = _run_scan(dt, u.contiguous(), At, Abt, B, C, zeros_e if D is None else D, h0t,
+                            mode, -1 if state_at is None else int(state_at))
+    return y, (hT if state_at is None else hmid).transpose(1, 2)
 
 
 def scan_from_dt(dt: torch.Tensor, u: torch.Tensor, At: torch.Tensor, B: torch.Tensor,
@@ -158,17 +206,31 @@ def scan_from_dt(dt: torch.Tensor, u: torch.Tensor, At: torch.Tensor, B: torch.T
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """The recurrence alone, after softplus, on contiguous float32 tensors in the kernel's
     layouts: dt, u (nb, L, E); At (S, E); B, C (nb, L, S); h0t (nb, S, E). Returns
-    ``(y (nb, L, E) without the D term, h_last (nb, S, E))``. Shared by the inference path and
-    the forward of the differentiable path (``scan_fused_grad``)."""
+    ``(y (nb, L, E) without the D term, h_last (nb, S, E))``. The forward of the differentiable
+    path (``scan_fused_grad``); the same kernel as inference."""
+    zeros_e = torch.zeros(u.shape[2], dtype=torch.float32)
+    y, _, hT = _run_scan(dt, u, At, At, B, C, zeros_e, h0t, 1 if reverse else 0, -1)
+    return y, hT
+
+
+def _run_scan(dt: torch.Tensor, u: torch.Tensor, At: torch.Tensor, Abt: torch.Tensor,
+              B: torch.Tensor, C: torch.Tensor, D: torch.Tensor, h0t: torch.Tensor | None,
+              mode: int, state_at: int
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Allocate the outputs and run ``_scan_kernel`` over (batch, channel-block) items."""
     batch, length, channels = u.shape
+    states = At.shape[0]
     y = torch.empty(batch, length, channels, dtype=torch.float32)
-    hT = torch.empty(batch, At.shape[0], channels, dtype=torch.float32)
-    dtu = (dt * u).contiguous()
-    args = (dt.numpy(), dtu.numpy(), At.numpy(), B.numpy(), C.numpy(), h0t.numpy(),
-            bool(reverse), y.numpy(), hT.numpy())
+    hmid = torch.zeros(batch, states, channels, dtype=torch.float32)
+    hT = torch.empty(batch, states, channels, dtype=torch.float32)
+    if h0t is None:
+        h0t = torch.zeros(batch, states, channels, dtype=torch.float32)
+    # detach: parameters (D, bias, A) keep requires_grad under no_grad; numpy() refuses those
+    arrays = [t.detach().numpy() for t in (dt, u, At, Abt, B, C, D.contiguous(), h0t)]
+    args = (*arrays, int(mode), int(state_at), y.numpy(), hmid.numpy(), hT.numpy())
     items = batch * ((channels + LANES - 1) // LANES)
     run_split(_scan_kernel, args, items, serial=length * channels < _MIN_PARALLEL_WORK)
-    return y, hT
+    return y, hmid, hT
 
 
 def run_split(kernel, args: tuple, items: int, serial: bool = False) -> None:
