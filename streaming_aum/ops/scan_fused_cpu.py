@@ -42,7 +42,9 @@ import torch
 from .scan_reference import softplus_like_cuda
 
 try:  # numba is a core dependency, but keep the reference path alive if it is broken
-    from numba import njit
+    from llvmlite import ir as llvm_ir
+    from numba import njit, types
+    from numba.extending import intrinsic
 
     HAVE_NUMBA = True
 except Exception:  # pragma: no cover - exercised only without numba
@@ -69,81 +71,155 @@ if HAVE_NUMBA:
         p = p * p
         return p
 
-    @njit(fastmath=True, cache=True, nogil=True)
-    def _scan_kernel(dt, u, Af, Ab, Bm, Cm, D, h0, mode, state_at,
-                     y, hmid, hT, lo, hi):  # pragma: no cover - compiled
-        """One layer-direction (or both v1 directions) of the selective scan.
+    # No ``reassoc`` here: it would fold the round-to-integer trick of ``exp_f32_nonpos``
+    # ((t + MAGIC) - MAGIC -> t) and the Cody-Waite split of its argument reduction.
+    KERNEL_FASTMATH = {"nnan", "ninf", "nsz", "arcp", "contract", "afn"}
+    _LOG2E = np.float32(1.4426950408889634)
+    _LN2_HI = np.float32(0.693359375)  # Cody-Waite: ln 2 = _LN2_HI + _LN2_LO, _LN2_HI exact
+    _LN2_LO = np.float32(-2.12194440e-4)
+    _EXP_F32_LO = np.float32(-87.0)  # exp(-87) = 1.6e-38, the smallest normal range: ~0 here
+    _MAGIC = np.float32(12582912.0)  # 1.5 * 2^23: t + _MAGIC rounds t to an integer ...
+    _MAGIC_BITS = np.int32(0x4B400000)  # ... held in the low mantissa bits of the sum
 
-        dt (after softplus), u, y: (nb, L, E) f32; D: (E,) f32; Af, Ab: (S, E) f32; Bm, Cm:
-        (nb, L, S) f32 (any strides); h0, hmid, hT: (nb, S, E) f32. ``dt * u`` is formed here.
-        ``mode`` 0: forward from ``h0`` with ``Af``;
-        1: reverse from ``h0`` with ``Af``; 2: forward as 0, then reverse from zeros with
-        ``Ab`` on the same inputs, added to ``y`` (v1). Every pass adds its ``D u`` skip.
-        ``hT``: the first pass's last state; ``hmid``: the forward state after ``state_at``
-        steps (``state_at`` < 0: not written). Over (batch, channel-block) items ``lo..hi-1``.
-        """
+    @intrinsic
+    def _f32_bits(typingctx, x):  # pragma: no cover - compiled
+        """The IEEE bits of a float32 as int32 (an LLVM bitcast: vectorises)."""
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], llvm_ir.IntType(32))
+        return types.int32(types.float32), codegen
+
+    @intrinsic
+    def _f32_from_bits(typingctx, bits):  # pragma: no cover - compiled
+        """The float32 with these IEEE bits (an LLVM bitcast: vectorises)."""
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], llvm_ir.FloatType())
+        return types.float32(types.int32), codegen
+
+    @njit(fastmath=KERNEL_FASTMATH, cache=True, nogil=True, inline="always")
+    def exp_f32_nonpos(x):  # pragma: no cover - compiled
+        """exp(x) for float32 x <= 0, within 1.4 ulp: x = k ln2 + r, |r| <= ln2 / 2 (k by the
+        magic-number rounding, r by Cody-Waite), exp(r) by Cephes' degree-7 expf polynomial,
+        2^k by writing k into the exponent bits. Clamped at -87 (no denormals, no overflow
+        for any step size). All float32 arithmetic and bitcasts: 16 lanes per AVX-512
+        instruction, where the float64 ``exp_nonpos`` gets 8."""
+        x = max(x, _EXP_F32_LO)
+        tm = x * _LOG2E + _MAGIC
+        kf = tm - _MAGIC
+        r = x - kf * _LN2_HI
+        r = r - kf * _LN2_LO
+        p = np.float32(1.9875691500e-4)
+        p = p * r + np.float32(1.3981999507e-3)
+        p = p * r + np.float32(8.3334519073e-3)
+        p = p * r + np.float32(4.1665795894e-2)
+        p = p * r + np.float32(1.6666665459e-1)
+        p = p * r + np.float32(5.0000001201e-1)
+        p = p * (r * r) + r + np.float32(1.0)
+        k = _f32_bits(tm) - _MAGIC_BITS
+        return p * _f32_from_bits((k + np.int32(127)) << np.int32(23))
+
+    @njit(fastmath=KERNEL_FASTMATH, nogil=True, inline="always")
+    def _scan_body(dt, u, Af, Ab, Bm, Cm, D, h0, mode, state_at, y, hmid, hT, lo, hi,
+                   S):  # pragma: no cover - compiled
+        """The kernel (see ``_scan_kernel``) for ``S`` states. Inlined into the two entry
+        points below, so that for ``S = 16`` (every AuM model) the state count is a
+        compile-time constant.
+
+        All per-block scratch (state ``h``, decay rates ``a``, accumulators, this step's
+        ``dt``, ``dt u``, ``u`` and ``D`` lanes) lives in one flat buffer at fixed offsets:
+        with separate arrays LLVM could not prove that a store to ``h`` leaves ``a`` and
+        ``dt`` unchanged, and fell back to scalar code for the 16-lane loops (1.5x slower)."""
         nb, L, E = u.shape
-        S = Af.shape[0]
         nblk = (E + LANES - 1) // LANES
-        h = np.zeros((S, LANES), np.float32)
-        a = np.zeros((S, LANES), np.float32)
-        acc = np.zeros(LANES, np.float32)
-        uv = np.zeros(LANES, np.float32)
-        dv = np.zeros(LANES, np.float32)
-        duv = np.zeros(LANES, np.float32)
+        HS = S * LANES
+        AO = HS
+        AC = 2 * HS
+        DV = AC + LANES
+        DU = DV + LANES
+        UV = DU + LANES
+        DK = UV + LANES
+        buf = np.zeros(2 * HS + 5 * LANES, np.float32)
         npass = 2 if mode == 2 else 1
         for idx in range(lo, hi):
             b = idx // nblk
             e0 = (idx - b * nblk) * LANES
             w = min(LANES, E - e0)
+            for j in range(LANES):
+                buf[DK + j] = 0.0
+            for j in range(w):
+                buf[DK + j] = D[e0 + j]
             for p in range(npass):
                 rev = mode == 1 or p == 1
                 A = Ab if p == 1 else Af
+                for k in range(2 * HS):
+                    buf[k] = 0.0  # padding lanes: decay rate 0 (decay 1), input 0, state 0
                 for s in range(S):
-                    for j in range(LANES):
-                        h[s, j] = 0.0
-                        a[s, j] = 0.0  # padding lanes: decay 1, input 0, state stays 0
                     for j in range(w):
-                        a[s, j] = A[s, e0 + j]
+                        buf[AO + s * LANES + j] = A[s, e0 + j]
                         if p == 0:
-                            h[s, j] = h0[b, s, e0 + j]
+                            buf[s * LANES + j] = h0[b, s, e0 + j]
                 if p == 0 and state_at == 0:
                     for s in range(S):
                         for j in range(w):
-                            hmid[b, s, e0 + j] = h[s, j]
+                            hmid[b, s, e0 + j] = buf[s * LANES + j]
                 for j in range(LANES):
-                    dv[j] = 0.0
-                    uv[j] = 0.0
+                    buf[DV + j] = 0.0
+                    buf[UV + j] = 0.0
                 for step in range(L):
                     t = L - 1 - step if rev else step
                     for j in range(w):
-                        dv[j] = dt[b, t, e0 + j]
-                        uv[j] = u[b, t, e0 + j]
+                        buf[DV + j] = dt[b, t, e0 + j]
+                        buf[UV + j] = u[b, t, e0 + j]
                     for j in range(LANES):
-                        duv[j] = dv[j] * uv[j]
-                        acc[j] = 0.0
+                        buf[DU + j] = buf[DV + j] * buf[UV + j]
+                        buf[AC + j] = 0.0
                     for s in range(S):
                         bs = Bm[b, t, s]
                         cs = Cm[b, t, s]
+                        o = s * LANES
                         for j in range(LANES):
-                            pd = exp_nonpos(np.float64(dv[j] * a[s, j]))
-                            hs = np.float32(pd) * h[s, j] + duv[j] * bs
-                            h[s, j] = hs
-                            acc[j] += hs * cs
+                            decay = exp_f32_nonpos(buf[DV + j] * buf[AO + o + j])
+                            hs = decay * buf[o + j] + buf[DU + j] * bs
+                            buf[o + j] = hs
+                            buf[AC + j] += hs * cs
                     if p == 0:
                         for j in range(w):
-                            y[b, t, e0 + j] = acc[j] + D[e0 + j] * uv[j]
+                            y[b, t, e0 + j] = buf[AC + j] + buf[DK + j] * buf[UV + j]
                     else:
                         for j in range(w):
-                            y[b, t, e0 + j] += acc[j] + D[e0 + j] * uv[j]
+                            y[b, t, e0 + j] += buf[AC + j] + buf[DK + j] * buf[UV + j]
                     if p == 0 and step + 1 == state_at:
                         for s in range(S):
                             for j in range(w):
-                                hmid[b, s, e0 + j] = h[s, j]
+                                hmid[b, s, e0 + j] = buf[s * LANES + j]
                 if p == 0:
                     for s in range(S):
                         for j in range(w):
-                            hT[b, s, e0 + j] = h[s, j]
+                            hT[b, s, e0 + j] = buf[s * LANES + j]
+
+    @njit(fastmath=KERNEL_FASTMATH, cache=True, nogil=True)
+    def _scan_kernel_s16(dt, u, Af, Ab, Bm, Cm, D, h0, mode, state_at, y, hmid, hT, lo,
+                         hi):  # pragma: no cover - compiled
+        _scan_body(dt, u, Af, Ab, Bm, Cm, D, h0, mode, state_at, y, hmid, hT, lo, hi, 16)
+
+    @njit(fastmath=KERNEL_FASTMATH, cache=True, nogil=True)
+    def _scan_kernel_any(dt, u, Af, Ab, Bm, Cm, D, h0, mode, state_at, y, hmid, hT, lo,
+                         hi):  # pragma: no cover - compiled
+        _scan_body(dt, u, Af, Ab, Bm, Cm, D, h0, mode, state_at, y, hmid, hT, lo, hi,
+                   Af.shape[0])
+
+    def _scan_kernel(dt, u, Af, Ab, Bm, Cm, D, h0, mode, state_at, y, hmid, hT, lo, hi):
+        """One layer-direction (or both v1 directions) of the selective scan.
+
+        dt (after softplus), u, y: (nb, L, E) f32; D: (E,) f32; Af, Ab: (S, E) f32; Bm, Cm:
+        (nb, L, S) f32 (any strides); h0, hmid, hT: (nb, S, E) f32. ``dt * u`` is formed here.
+        ``mode`` 0: forward from ``h0`` with ``Af``; 1: reverse from ``h0`` with ``Af``; 2:
+        forward as 0, then reverse from zeros with ``Ab`` on the same inputs, added to ``y``
+        (v1). Every pass adds its ``D u`` skip. ``hT``: the first pass's last state; ``hmid``:
+        the forward state after ``state_at`` steps (``state_at`` < 0: not written). Over
+        (batch, channel-block) items ``lo..hi-1``. Releases the GIL.
+        """
+        kernel = _scan_kernel_s16 if Af.shape[0] == 16 else _scan_kernel_any
+        kernel(dt, u, Af, Ab, Bm, Cm, D, h0, mode, state_at, y, hmid, hT, lo, hi)
 
 
 _MAX_THREADS = 64
