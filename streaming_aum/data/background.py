@@ -11,17 +11,15 @@ share a source; see :mod:`streaming_aum.data.splits`):
   sounds" even when nothing was fetched.
 
 They load ``ambience.jsonl`` / ``events.jsonl`` and the wavs they list from the cache written by
-``aum data background``; the small jsonl manifest helpers here are shared with
-:mod:`streaming_aum.data.fetch` and :mod:`streaming_aum.data.rooms` (the room bank).
+``aum data background`` (manifests through :mod:`streaming_aum.data.manifest_io`, shared with
+:mod:`streaming_aum.data.fetch` and :mod:`streaming_aum.data.rooms`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import soundfile as sf
@@ -32,6 +30,7 @@ from streaming_aum.audio_io import resample
 from streaming_aum.data.noise import (
     NOISE_KINDS, SILENT_PEAK, _check_rng, colored_noise, loop_to_length, rms)
 from streaming_aum.data.procedural import PROCEDURAL_CLASSES, procedural_event
+from streaming_aum.data.manifest_io import read_jsonl
 from streaming_aum.data.splits import bank_split
 from streaming_aum.errors import ConfigError
 
@@ -44,26 +43,13 @@ P_AMBIENCE: float = 0.6  # BackgroundBank.sample: real ambience vs coloured nois
 P_PROCEDURAL: float = 0.25  # EventBank.sample: procedural vs recorded when both exist
 
 
-def _write_jsonl(path: Path, rows: Iterable[dict]) -> None:
-    tmp = path.with_name(path.name + ".part")
-    with tmp.open("w") as f:
-        for r in rows:
-            f.write(json.dumps(r, sort_keys=True) + "\n")
-    tmp.replace(path)
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    with path.open() as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def _load_bank_rows(cache_dir: str | os.PathLike[str], manifest: str, split: str) -> list[dict]:
     path = Path(cache_dir) / manifest
     if not path.exists():
         raise ConfigError(f"no {manifest} in {cache_dir}; build the banks with `aum data "
                           f"background --cache {cache_dir}` (or use the noise-only/procedural banks)")
     half = bank_split(split)
-    return [r for r in _read_jsonl(path) if r["split"] == half]
+    return [r for r in read_jsonl(path) if r["split"] == half]
 
 
 def _read_wav(path: Path) -> np.ndarray:

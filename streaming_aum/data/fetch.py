@@ -38,7 +38,7 @@ import torch
 
 from streaming_aum.audio_constants import SAMPLE_RATE
 from streaming_aum.audio_io import resample
-from streaming_aum.data.background import _write_jsonl
+from streaming_aum.data.manifest_io import write_jsonl
 from streaming_aum.data.noise import SILENT_PEAK
 from streaming_aum.data.splits import BANK_SPLITS, stable_split
 from streaming_aum.errors import AudioInputError, AuMError
@@ -323,7 +323,7 @@ def fetch_ambience(cache_dir: str | os.PathLike[str],
     summary: dict = {"packages": sorted(debs), "log": log}
     for bank, bank_rows in rows.items():
         bank_rows.sort(key=lambda r: r["path"])
-        _write_jsonl(cache / f"{bank}.jsonl", bank_rows)
+        write_jsonl(cache / f"{bank}.jsonl", bank_rows)
         summary[bank] = _count(bank_rows)
     return summary
 

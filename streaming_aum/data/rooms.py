@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from streaming_aum.audio_constants import SAMPLE_RATE
-from streaming_aum.data.background import _read_jsonl, _write_jsonl
+from streaming_aum.data.manifest_io import read_jsonl, write_jsonl
 from streaming_aum.data.noise import _check_range, _check_rng, rms
 from streaming_aum.data.splits import BANK_SPLITS, bank_split
 from streaming_aum.errors import AudioInputError, ConfigError
@@ -207,7 +207,7 @@ def make_rir_bank(cache_dir: str | os.PathLike[str], count: int, seed: int = 0,
                           "bytes": int(arr.nbytes),
                           "mean_length_s": round(float(np.mean([h.size for h in hs])) / SAMPLE_RATE, 3)
                           if hs else 0.0}
-    _write_jsonl(cache / "rirs.jsonl", rows)
+    write_jsonl(cache / "rirs.jsonl", rows)
     pfile.write_text(json.dumps({"params": params, "summary": summary}, indent=1) + "\n")
     return summary
 
@@ -229,7 +229,7 @@ class RirBank:
             raise ConfigError(f"no RIR bank in {cache_dir} (need rirs_{half}.npy and rirs.jsonl); "
                               f"make one with `aum data rirs --cache {cache_dir} --count N`")
         arr = np.load(arr_path)
-        rows = sorted((r for r in _read_jsonl(man) if r["split"] == half), key=lambda r: r["index"])
+        rows = sorted((r for r in read_jsonl(man) if r["split"] == half), key=lambda r: r["index"])
         if len(rows) != arr.shape[0]:
             raise ConfigError(f"{man} lists {len(rows)} {half} RIRs but {arr_path} holds "
                               f"{arr.shape[0]}; rebuild the bank")
