@@ -93,6 +93,30 @@ def test_fused_fo_bi_one_call_equals_two_explicit_loops(E, at):
 
 
 @needs_numba
+def test_kernel_float32_exp_within_1_5_ulp_and_clamped():
+    """The kernel's exp (range reduction + bitcasts) against float64 numpy on [-100, 0]."""
+    from numba import njit
+
+    from streaming_aum.ops.scan_fused_cpu import exp_f32_nonpos
+
+    @njit
+    def apply(x, out):
+        for i in range(x.shape[0]):
+            out[i] = exp_f32_nonpos(x[i])
+
+    x = np.concatenate([-np.logspace(-9, 2, 100001), np.linspace(-100, 0, 100001),
+                        [0.0, -0.5 * np.log(2), -87.0, -87.5, -1000.0]]).astype(np.float32)
+    got = np.empty_like(x)
+    apply(x, got)
+    want = np.exp(x.astype(np.float64))
+    normal = want > 1.2e-38 * 2
+    assert np.all(np.isfinite(got)) and got[np.flatnonzero(x == 0)[0]] == 1.0
+    rel = np.abs(got[normal] - want[normal]) / want[normal]
+    assert rel.max() < 1.5 * 2.0 ** -24 * 2  # 1.5 ulp of float32 (ulp = 2^-23 relative)
+    assert np.abs(got[~normal] - want[~normal]).max() < 2e-38  # clamped at exp(-87)
+
+
+@needs_numba
 def test_fused_softplus_matches_float64_over_its_whole_range():
     """The kernel's own softplus (threshold 20, series log1p) against numpy float64, through a
     one-step scan: with B = C = 1, h0 = 0 and u = 1 the output is y = dt = softplus(delta)."""
