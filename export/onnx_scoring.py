@@ -10,15 +10,25 @@ so the scores equal ``aum classify --mode offline`` to float rounding (checked t
   ``frames``, then normalised;
 * ``freq_rows`` (streaming-layout) models: every frame, no clip-level DC removal.
 
-Batching. Grid inputs all have ``frames`` frames, so any files batch together. A ``freq_rows``
+Waveform-input exports (``aum export --waveform``, metadata ``input_kind == "waveform"``) hold
+that front end in the graph: the scorer feeds the waveform itself (mono float32 at 16 kHz, read
+and resampled by ``audio_io.load_audio`` as ``aum classify`` does), after checking that it has
+at least the metadata's ``min_samples`` (400 for grid models, one patch column, 2800, for
+``freq_rows`` models): a graph cannot raise, so shorter audio is an ``AudioInputError`` here,
+never an ONNX Runtime failure. The scores equal ``aum classify --mode offline`` to 1e-4 as well.
+
+Batching. Grid features all have ``frames`` frames, so any files batch together. A ``freq_rows``
 model mean-pools over all of its tokens, so padding a short clip would change its result: a
-batch may only hold inputs with the same number of frames. ``score_files`` therefore groups
-*consecutive* files of equal frame count into a batch (a batch is cut where the length changes),
+batch may only hold inputs with the same number of frames. A waveform graph takes one ``(B, N)``
+tensor, and padding a waveform would change its clip mean and its frames, so its batches hold
+waveforms of the same number of samples, for every model. ``score_files`` therefore groups
+*consecutive* files of equal input shape into a batch (a batch is cut where the shape changes),
 which keeps the input order and the memory bound; files of all-different lengths run one at a
 time. Sort the inputs by length to batch more of them.
 
-Memory. ``score_files`` reads one file at a time and keeps at most one batch of features
-(``batch_size`` x frames x 128 float32) plus the file just read, whatever the number of files.
+Memory. ``score_files`` reads one file at a time and keeps at most one batch of inputs
+(``batch_size`` x frames x 128, or ``batch_size`` x samples, float32) plus the file just read,
+whatever the number of files.
 
 Providers. ``provider="cpu"`` runs the CPUExecutionProvider. ``provider="cuda"`` needs the
 ``gpu-onnx`` extra (onnxruntime-gpu, installed *instead of* ``onnx``, never both: the two
@@ -39,8 +49,8 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from streaming_aum.audio_constants import N_MELS, PATCH_SIZE, SAMPLE_RATE
-from streaming_aum.audio_io import load_audio
+from streaming_aum.audio_constants import FRAME_SAMPLES, N_MELS, PATCH_SIZE, SAMPLE_RATE
+from streaming_aum.audio_io import load_audio, validate_waveform
 from streaming_aum.errors import AudioInputError, ConfigError
 from streaming_aum.features import waveform_to_features
 
@@ -85,7 +95,9 @@ class OnnxScorer:
         threads: ONNX Runtime intra-op threads (``None``: its default, one per core).
 
     Attributes: ``metadata`` (``read_metadata``), ``labels``, ``activation``, ``norm``,
-    ``dynamic_frames``, ``frames`` (grid input length or ``None``), ``session``.
+    ``dynamic_frames``, ``frames`` (grid input length or ``None``), ``waveform_input`` (the
+    graph takes ``waveform (B, N)`` samples, not features), ``min_samples`` (waveform input:
+    fewest samples accepted, else ``None``), ``session``.
     """
 
     def __init__(self, path: str | os.PathLike[str], provider: str = "cpu",
@@ -115,6 +127,7 @@ class OnnxScorer:
         self.output_name: str = meta["output"]
         if self.activation not in ("sigmoid", "softmax"):
             raise ConfigError(f"{self.path}: unknown output activation {self.activation!r}")
+        self.waveform_input, self.min_samples = _waveform_spec(self.path, meta)
         if threads is not None and (isinstance(threads, bool) or int(threads) < 1):
             raise ConfigError(f"threads must be a positive integer, got {threads!r}")
 
@@ -152,8 +165,56 @@ class OnnxScorer:
                                      remove_clip_dc=not self.dynamic_frames)
         return np.ascontiguousarray(feats.numpy(), dtype=np.float32)
 
+    def waveform(self, waveform: torch.Tensor | np.ndarray) -> np.ndarray:
+        """(n,) float samples at 16 kHz -> the checked (n,) float32 input of a waveform export.
+
+        Raises:
+            AudioInputError: not 1-D float audio, NaN/Inf, or fewer than ``min_samples``.
+        """
+        if isinstance(waveform, np.ndarray):
+            waveform = torch.from_numpy(np.ascontiguousarray(waveform))
+        need = self.min_samples or FRAME_SAMPLES
+        reason = ("one fbank frame" if self.frames is not None
+                  else f"one patch column ({self.patch_size} frames) of this streaming-layout "
+                       "model")
+        w = validate_waveform(waveform, min_samples=need, reason=reason)
+        return np.ascontiguousarray(w.numpy(), dtype=np.float32)
+
+    def inputs(self, waveform: torch.Tensor | np.ndarray) -> np.ndarray:
+        """(n,) float samples at 16 kHz -> what the graph takes for one file: ``waveform``
+        (n,) for waveform exports, else ``features`` (T, 128)."""
+        return self.waveform(waveform) if self.waveform_input else self.features(waveform)
+
     # Inference ----------------------------------------------------------------------------
-    def _check_batch(self, feats: Sequence[np.ndarray]) -> np.ndarray:
+    def _check_batch(self, items: Sequence[np.ndarray]) -> np.ndarray:
+        if self.waveform_input:
+            return self._check_waveform_batch(items)
+        return self._check_feature_batch(items)
+
+    def _check_waveform_batch(self, waves: Sequence[np.ndarray]) -> np.ndarray:
+        if len(waves) == 0:
+            raise AudioInputError("score_batch needs at least one (n,) waveform array")
+        shapes = {tuple(np.shape(w)) for w in waves}
+        if len(shapes) != 1:
+            raise AudioInputError(
+                f"a batch of waveforms must hold one length, got shapes {sorted(shapes)}: "
+                "padding would change the clip mean and the frames; batch equal lengths only "
+                "(score_files groups them)")
+        shape = shapes.pop()
+        if len(shape) != 1:
+            raise AudioInputError(f"waveforms must be (n,) mono samples at {SAMPLE_RATE} Hz; "
+                                  f"got shape {shape}")
+        need = self.min_samples or FRAME_SAMPLES
+        if shape[0] < need:
+            raise AudioInputError(f"got {shape[0]} samples; this export needs at least {need} "
+                                  f"({need / SAMPLE_RATE:g} s at {SAMPLE_RATE // 1000} kHz)")
+        x = np.stack([np.asarray(w, dtype=np.float32) for w in waves])
+        if not np.isfinite(x).all():
+            raise AudioInputError(f"waveforms contain {int((~np.isfinite(x)).sum())} NaN/Inf "
+                                  "samples")
+        return np.ascontiguousarray(x)
+
+    def _check_feature_batch(self, feats: Sequence[np.ndarray]) -> np.ndarray:
         if len(feats) == 0:
             raise AudioInputError("score_batch needs at least one (T, 128) feature array")
         shapes = {tuple(np.shape(f)) for f in feats}
@@ -178,7 +239,8 @@ class OnnxScorer:
         return np.ascontiguousarray(x)
 
     def score_batch(self, feats: Sequence[np.ndarray]) -> np.ndarray:
-        """A list of equal-shape (T, 128) feature arrays -> logits (B, C) float32 (on the host).
+        """A list of equal-shape inputs -> logits (B, C) float32 (on the host): (T, 128) feature
+        arrays, or for a waveform export (n,) float32 waveforms at 16 kHz (``inputs``).
 
         CUDA: the batch is copied to the device once, bound as an OrtValue, the output is
         allocated on the device, and the logits are copied back once (IO binding)."""
@@ -203,8 +265,9 @@ class OnnxScorer:
         """Yield ``(path, logits (C,), probs (C,), duration_s)`` per file, in input order.
 
         Files are read one by one; a batch runs as soon as it holds ``batch_size`` files or the
-        next file's frame count differs (``freq_rows`` models only, see the module docstring).
-        An unreadable file raises ``AudioInputError`` after the files before it were yielded.
+        next file's input shape differs (frame count for ``freq_rows`` models, sample count for
+        waveform exports; see the module docstring). An unreadable or too-short file raises
+        ``AudioInputError`` after the files before it were yielded.
         """
         for results in self.score_batches(paths, batch_size):
             yield from results
@@ -219,15 +282,18 @@ class OnnxScorer:
             path = Path(item)
             try:
                 waveform = load_audio(path)
-                feats = self.features(waveform)
-            except AudioInputError:
+                model_input = self.inputs(waveform)
+            except AudioInputError as exc:
                 if pending:
                     yield self._run(pending)
-                raise
-            if pending and (len(pending) >= batch_size or feats.shape != pending[0][1].shape):
+                if str(path) in str(exc):
+                    raise
+                raise AudioInputError(f"{path}: {exc}") from exc
+            if pending and (len(pending) >= batch_size
+                            or model_input.shape != pending[0][1].shape):
                 yield self._run(pending)
                 pending = []
-            pending.append((path, feats, waveform.shape[0] / SAMPLE_RATE))
+            pending.append((path, model_input, waveform.shape[0] / SAMPLE_RATE))
         if pending:
             yield self._run(pending)
 
@@ -237,3 +303,22 @@ class OnnxScorer:
         probs = self.probabilities(logits)
         return [(path, logits[i], probs[i], duration)
                 for i, (path, _, duration) in enumerate(pending)]
+
+
+def _waveform_spec(path: Path, meta: dict[str, Any]) -> tuple[bool, int | None]:
+    """(waveform_input, min_samples) from the metadata; ConfigError for what cannot be fed."""
+    kind = meta.get("input_kind", "fbank")
+    if kind == "fbank":
+        return False, None
+    if kind != "waveform":
+        raise ConfigError(f"{path}: unknown input kind {kind!r} in the metadata; this scorer "
+                          "reads 'fbank' and 'waveform' exports")
+    rate = meta.get("sample_rate")
+    if rate != SAMPLE_RATE:
+        raise ConfigError(f"{path}: the waveform input is at {rate} Hz; only {SAMPLE_RATE} Hz "
+                          "exports are supported")
+    need = meta.get("min_samples")
+    if isinstance(need, bool) or not isinstance(need, int) or need < FRAME_SAMPLES:
+        raise ConfigError(f"{path}: min_samples in the metadata must be an integer >= "
+                          f"{FRAME_SAMPLES}, got {need!r}")
+    return True, need

@@ -4,7 +4,11 @@ many files with an ``aum export`` model in ONNX Runtime, one record per file, st
 Records are those of ``aum classify`` (``streaming_aum.records``) and always carry ``"file"``;
 each batch's records are written as soon as it completes, in input order. The scores equal
 ``aum classify --mode offline`` on the same files to 1e-4. Memory stays bounded: one batch of
-features at a time (see ``export.onnx_scoring``).
+inputs at a time (see ``export.onnx_scoring``).
+
+Both kinds of ``aum export`` file are read: feature input (the log-mel front end runs here, in
+PyTorch) and waveform input (``aum export --waveform``: the front end is in the graph, the
+16 kHz waveform is fed; files of the same sample count batch together, never padded).
 """
 
 from __future__ import annotations
@@ -39,8 +43,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="ONNX Runtime execution provider; cuda needs the 'gpu-onnx' extra "
                         "instead of 'onnx' (default: %(default)s)")
     p.add_argument("--batch-size", type=_positive_int, default=8,
-                   help="files per ONNX Runtime call; streaming-layout (freq_rows) models batch "
-                        "only consecutive files of equal length (default: %(default)s)")
+                   help="files per ONNX Runtime call; streaming-layout (freq_rows) models and "
+                        "waveform-input exports batch only consecutive files of equal length "
+                        "(default: %(default)s)")
     p.add_argument("--format", choices=SCORE_FORMATS, default="jsonl")
     p.add_argument("--logits", action="store_true", help="add raw logits to jsonl records")
     p.add_argument("--top", type=_positive_int, default=5, help="scores shown per csv row")
