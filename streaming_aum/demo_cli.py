@@ -87,6 +87,7 @@ def _truth_for(audio: Path) -> Path | None:
 def run(args: argparse.Namespace) -> int:
     from .eval_cli import event_config_from_args, load_model_or_default
     from .evaluation import DecisionTracker, keyword_classes, match_events, read_truth_csv
+    from .events import describe_threshold, single_threshold
     from .stream_cli import make_runtime, parse_window, read_chunks
     from .timeline import render_timeline_svg
 
@@ -113,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
     tracker = DecisionTracker(labels, config)
     w = "inf" if window_s is None else f"{window_s:g} s"
     print(f"Streaming {audio} ({rate} Hz) in {args.chunk_ms:g} ms chunks, window {w}, "
-          f"threshold {args.threshold:g}{', real time' if args.realtime else ''}")
+          f"threshold {describe_threshold(args.threshold)}"
+          f"{', real time' if args.realtime else ''}")
     sys.stdout.flush()
 
     detections: list[Any] = []
@@ -180,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
                   f"p90 {lat['p90_s']:+.2f} s")
     t = np.asarray(times, dtype=np.float64)
     p = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(labels))
-    threshold = args.threshold
+    threshold = single_threshold(args.threshold)  # a per-class dict draws no line
     target = Path(args.out) if args.out else Path(DEFAULT_OUT)
     while True:  # never overwrite: take the next free name, also if one appears meanwhile
         path = free_path(target)

@@ -175,6 +175,7 @@ def format_det_table(rows: list[dict[str, Any]]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from .evaluation import clip_accuracy, evaluate_streams
+    from .events import describe_threshold
     from .stream_cli import parse_window
 
     if args.clips is None and args.streams is None:
@@ -204,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
         hours = streams["duration_s"] / 3600
         w = "inf" if window_s is None else f"{window_s:g} s"
         print(f"Stream keyword detection ({len(streams['streams'])} streams, {hours:.3f} h, "
-              f"window {w}, readout {args.readout}, threshold {args.threshold:g})")
+              f"window {w}, readout {args.readout}, threshold {describe_threshold(args.threshold)})")
         print(format_stream_table(streams))
         for mode, rows in streams.get("det", {}).items():
             print(f"DET curve, {mode} (on-threshold sweep)")

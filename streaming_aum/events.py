@@ -195,6 +195,25 @@ class EventConfig:
                                   f"expected model labels")
 
 
+def describe_threshold(value: Threshold | None) -> str:
+    """A threshold for messages: ``0.7``, or a per-class dict as ``per class 0.7-0.9``
+    (``none`` for None)."""
+    if value is None:
+        return "none"
+    if isinstance(value, Mapping):
+        values = sorted(float(v) for v in value.values())
+        if not values:
+            return "per class (none given)"
+        lo, hi = values[0], values[-1]
+        return f"per class {lo:g}" if lo == hi else f"per class {lo:g}-{hi:g}"
+    return f"{float(value):g}"
+
+
+def single_threshold(value: Threshold | None) -> float | None:
+    """The one number a plot can draw: ``value`` itself, or None for a per-class dict."""
+    return None if value is None or isinstance(value, Mapping) else float(value)
+
+
 def _lookup(value: Threshold, label: str, fallback: float) -> float:
     """The threshold of ``label`` in a float-or-dict setting."""
     if isinstance(value, Mapping):

@@ -84,6 +84,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from .eval_cli import event_config_from_args, load_model_or_default
     from .evaluation import DecisionTracker
+    from .events import describe_threshold
     from .stream_cli import make_runtime, parse_window
 
     if args.list_devices:
@@ -105,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     tracker = DecisionTracker(model.labels, config)
     print(f"Listening on {device if device is not None else 'the default input'} at {rate} Hz "
           f"(window {window_s if window_s is not None else 'inf'} s, threshold "
-          f"{args.threshold:g}); Ctrl-C stops.")
+          f"{describe_threshold(args.threshold)}); Ctrl-C stops.")
     sys.stdout.flush()
     t_prev, n_events, overflows = 0.0, 0, 0
     try:

@@ -137,3 +137,36 @@ def test_demo_errors(setup, tmp_path, monkeypatch, capsys):
     assert run_cli(["demo", "--audio", str(wav)]) == 2
     assert "--model" in capsys.readouterr().err
     assert not list(tmp_path.glob("*.svg"))
+
+
+def test_demo_uses_a_models_per_class_thresholds(setup, tmp_path, monkeypatch, capsys):
+    """A model whose tuned events hold a {label: threshold} dict: the demo (and its banner,
+    which once formatted the threshold as one number and crashed) runs, the dict decides per
+    class, and the timeline draws no single threshold line."""
+    from streaming_aum.loading import load_model
+
+    model_dir, wav, thr = setup
+    monkeypatch.chdir(tmp_path)
+    argv = ["demo", "--audio", str(wav), "--chunk-ms", "70"]
+    assert run_cli(argv + ["--model", str(model_dir), "--threshold", f"{thr}",
+                           "--out", "single.svg"]) == 0
+    pattern = r"^\[\s*(\d+\.\d\d) s\] (\S+)\s+\(p=(\d\.\d\d)\)$"
+    single = re.findall(pattern, capsys.readouterr().out, re.M)
+    assert single
+    silenced = single[0][1]
+    model = load_model(model_dir)
+    per_class = {k: thr for k in KWS12[:10]} | {silenced: 0.99999}
+    model.config.extra["events"] = {"on_threshold": per_class, "cooldown_s": 0.0}
+    per_class_dir = save_model(model, tmp_path / "per_class")
+    assert run_cli(argv + ["--model", str(per_class_dir), "--out", "per_class.svg"]) == 0
+    out = capsys.readouterr().out
+    lo, hi = sorted({thr, 0.99999})
+    assert f"threshold per class {lo:g}-{hi:g}" in out
+    got = re.findall(pattern, out, re.M)
+    assert got == [row for row in single if row[1] != silenced]
+    svg = (tmp_path / "per_class.svg").read_bytes()
+    root = ET.fromstring(svg.split(b"\n", 1)[1])
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    assert root.findall(".//s:line[@class='threshold']", ns) == []
+    assert len(ET.fromstring((tmp_path / "single.svg").read_bytes().split(b"\n", 1)[1])
+               .findall(".//s:line[@class='threshold']", ns)) == 1

@@ -461,3 +461,14 @@ def test_detect_events_shape_errors_and_flush_time() -> None:
         tr.flush(0.0)
     assert detect_events(contiguous(2), [[0.9], [0.9]], ["a"], end_s=0.8) == [ev(0.0, 0.8, 0.9)]
     assert math.isclose(tr.flush(2.0)[0].offset_s, 2.0)
+
+
+def test_describe_and_single_threshold():
+    from streaming_aum.events import describe_threshold, single_threshold
+
+    assert describe_threshold(0.7) == "0.7"
+    assert describe_threshold({"yes": 0.8, "no": 0.6, "go": 0.7}) == "per class 0.6-0.8"
+    assert describe_threshold({"yes": 0.5}) == "per class 0.5"
+    assert describe_threshold(None) == "none"
+    assert single_threshold(0.25) == 0.25
+    assert single_threshold({"yes": 0.5}) is None
