@@ -20,6 +20,11 @@ decays (no activations are kept between forward and backward), then one reverse 
     g(dA_t)  = g_h_t * h_{t-1}               gdt_t += sum_s g(dA_t) dA_t A,  gA += g(dA_t) dA_t dt_t
     g_h_{t-1} = g_h_t * dA_t                 (and g_h0 is what is left after the first step)
 
+The recompute uses the float64 ``exp_nonpos`` while the forward kernel now uses the float32
+``exp_f32_nonpos``: the decays differ by about one float32 ulp, far below what the gradient
+tests resolve. Giving this kernel the forward kernel's flat scratch buffer and float32 exp
+(what made the forward vectorise) is the obvious next speed-up for CPU training; not done.
+
 One work item is one batch row (all its channel blocks), so the B/C gradients, which sum over
 channels, are written by exactly one thread; ``gA`` (which sums over the batch) is written per
 row and reduced by torch afterwards.
