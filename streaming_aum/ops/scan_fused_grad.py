@@ -23,7 +23,11 @@ decays (no activations are kept between forward and backward), then one reverse 
 The recompute uses the float64 ``exp_nonpos`` while the forward kernel now uses the float32
 ``exp_f32_nonpos``: the decays differ by about one float32 ulp, far below what the gradient
 tests resolve. Giving this kernel the forward kernel's flat scratch buffer and float32 exp
-(what made the forward vectorise) is the obvious next speed-up for CPU training; not done.
+(what made the forward vectorise) is the obvious next speed-up for CPU training, but a first try
+that put everything, the L-long saved states and decays included, in one flat buffer made the
+training step slower (1.11x over the reference scan instead of 1.57x, `aum bench train`): the
+offsets then depend on L, so LLVM still cannot rule out aliasing. Keep the fixed-size scratch
+at constant offsets apart from the L-long arrays; not done.
 
 One work item is one batch row (all its channel blocks), so the B/C gradients, which sum over
 channels, are written by exactly one thread; ``gA`` (which sums over the batch) is written per
