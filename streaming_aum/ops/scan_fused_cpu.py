@@ -15,8 +15,8 @@ Why this layout and these numerics:
   bits by an LLVM bitcast (numba's ``exp`` does not vectorise without Intel SVML, which
   llvmlite's wheels lack). Within 1.4 ulp; inputs below -87 are clamped (exp(-87) = 1.6e-38,
   the smallest normal range, effectively 0), so large step sizes can neither overflow nor
-  produce NaN. The training backward (``scan_fused_grad``) keeps the float64 ``exp_nonpos``
-  (``P(x/256)^256``, degree-7 Taylor, 8 squarings).
+  produce NaN. The training backward (``scan_fused_grad``) recomputes the decays with the
+  same function. (Until 72b1031 it was a float64 ``P(x/256)^256``, 8 lanes per instruction.)
 * Vectorisation needs all per-block scratch in one flat buffer at fixed offsets (see
   ``_scan_body``): with separate scratch arrays LLVM could not rule out aliasing and emitted
   scalar code for the 16-lane loops. With that and the float32 exp, one base-size scan
@@ -59,25 +59,8 @@ except Exception:  # pragma: no cover - exercised only without numba
     HAVE_NUMBA = False
 
 LANES = 16  # float32 lanes of one AVX-512 register; also fine on AVX2 (two registers)
-EXP_CLAMP = -100.0
 
 if HAVE_NUMBA:
-
-    @njit(fastmath=True, cache=True, nogil=True)
-    def exp_nonpos(x):  # pragma: no cover - compiled
-        """exp(x) for x <= 0 as described above: P(x/256)^256 in float64, clamped at -100."""
-        x = max(x, EXP_CLAMP) * 0.00390625
-        p = 1.0 + x * (1.0 + x * (0.5 + x * (1.0 / 6 + x * (1.0 / 24 + x * (
-            1.0 / 120 + x * (1.0 / 720 + x * (1.0 / 5040)))))))
-        p = p * p
-        p = p * p
-        p = p * p
-        p = p * p
-        p = p * p
-        p = p * p
-        p = p * p
-        p = p * p
-        return p
 
     # No ``reassoc`` here: it would fold the round-to-integer trick of ``exp_f32_nonpos``
     # ((t + MAGIC) - MAGIC -> t) and the Cody-Waite split of its argument reduction.
@@ -109,7 +92,7 @@ if HAVE_NUMBA:
         magic-number rounding, r by Cody-Waite), exp(r) by Cephes' degree-7 expf polynomial,
         2^k by writing k into the exponent bits. Clamped at -87 (no denormals, no overflow
         for any step size). All float32 arithmetic and bitcasts: 16 lanes per AVX-512
-        instruction, where the float64 ``exp_nonpos`` gets 8."""
+        instruction, where a float64 exp gets 8."""
         x = max(x, _EXP_F32_LO)
         tm = x * _LOG2E + _MAGIC
         kf = tm - _MAGIC
