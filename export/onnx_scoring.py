@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -84,6 +84,27 @@ def _check_provider(ort: Any, provider: str) -> str:
         raise ConfigError(f"{name} is not available in this onnxruntime (available: "
                           f"{', '.join(available)})")
     return name
+
+
+def _one_shape(items: Sequence[np.ndarray], empty: str,
+               mixed: Callable[[list[tuple[int, ...]]], str]) -> tuple[int, ...]:
+    """The one shape of a non-empty batch's items; AudioInputError ``empty`` for no items,
+    ``mixed(sorted shapes)`` for several shapes (inputs are never padded to a common one)."""
+    if len(items) == 0:
+        raise AudioInputError(empty)
+    shapes = {tuple(np.shape(item)) for item in items}
+    if len(shapes) != 1:
+        raise AudioInputError(mixed(sorted(shapes)))
+    return shapes.pop()
+
+
+def _stack_finite(items: Sequence[np.ndarray], nonfinite: str) -> np.ndarray:
+    """Equal-shape items -> one contiguous float32 batch; AudioInputError ``nonfinite``
+    (formatted with the count) if any value is NaN/Inf."""
+    x = np.stack([np.asarray(item, dtype=np.float32) for item in items])
+    if not np.isfinite(x).all():
+        raise AudioInputError(nonfinite.format(int((~np.isfinite(x)).sum())))
+    return np.ascontiguousarray(x)
 
 
 class OnnxScorer:
@@ -192,15 +213,11 @@ class OnnxScorer:
         return self._check_feature_batch(items)
 
     def _check_waveform_batch(self, waves: Sequence[np.ndarray]) -> np.ndarray:
-        if len(waves) == 0:
-            raise AudioInputError("score_batch needs at least one (n,) waveform array")
-        shapes = {tuple(np.shape(w)) for w in waves}
-        if len(shapes) != 1:
-            raise AudioInputError(
-                f"a batch of waveforms must hold one length, got shapes {sorted(shapes)}: "
-                "padding would change the clip mean and the frames; batch equal lengths only "
-                "(score_files groups them)")
-        shape = shapes.pop()
+        shape = _one_shape(
+            waves, "score_batch needs at least one (n,) waveform array",
+            lambda shapes: f"a batch of waveforms must hold one length, got shapes {shapes}: "
+                           "padding would change the clip mean and the frames; batch equal "
+                           "lengths only (score_files groups them)")
         if len(shape) != 1:
             raise AudioInputError(f"waveforms must be (n,) mono samples at {SAMPLE_RATE} Hz; "
                                   f"got shape {shape}")
@@ -208,22 +225,14 @@ class OnnxScorer:
         if shape[0] < need:
             raise AudioInputError(f"got {shape[0]} samples; this export needs at least {need} "
                                   f"({need / SAMPLE_RATE:g} s at {SAMPLE_RATE // 1000} kHz)")
-        x = np.stack([np.asarray(w, dtype=np.float32) for w in waves])
-        if not np.isfinite(x).all():
-            raise AudioInputError(f"waveforms contain {int((~np.isfinite(x)).sum())} NaN/Inf "
-                                  "samples")
-        return np.ascontiguousarray(x)
+        return _stack_finite(waves, "waveforms contain {} NaN/Inf samples")
 
     def _check_feature_batch(self, feats: Sequence[np.ndarray]) -> np.ndarray:
-        if len(feats) == 0:
-            raise AudioInputError("score_batch needs at least one (T, 128) feature array")
-        shapes = {tuple(np.shape(f)) for f in feats}
-        if len(shapes) != 1:
-            raise AudioInputError(
-                f"a batch must hold features of one shape, got {sorted(shapes)}: padding would "
-                "change a mean-pooled (freq_rows) model's result; batch equal lengths only "
-                "(score_files groups them)")
-        shape = shapes.pop()
+        shape = _one_shape(
+            feats, "score_batch needs at least one (T, 128) feature array",
+            lambda shapes: f"a batch must hold features of one shape, got {shapes}: padding "
+                           "would change a mean-pooled (freq_rows) model's result; batch equal "
+                           "lengths only (score_files groups them)")
         if len(shape) != 2 or shape[1] != self.n_mels:
             raise AudioInputError(f"features must be (T, {self.n_mels}); got {shape}")
         frames = shape[0]
@@ -233,10 +242,7 @@ class OnnxScorer:
         if self.frames is not None and frames != self.frames:
             raise AudioInputError(f"this export takes exactly {self.frames} frames (its position "
                                   f"grid is fixed); got {frames}. Use OnnxScorer.features")
-        x = np.stack([np.asarray(f, dtype=np.float32) for f in feats])
-        if not np.isfinite(x).all():
-            raise AudioInputError(f"features contain {int((~np.isfinite(x)).sum())} NaN/Inf values")
-        return np.ascontiguousarray(x)
+        return _stack_finite(feats, "features contain {} NaN/Inf values")
 
     def score_batch(self, feats: Sequence[np.ndarray]) -> np.ndarray:
         """A list of equal-shape inputs -> logits (B, C) float32 (on the host): (T, 128) feature

@@ -111,13 +111,13 @@ class BiMambaMixer(nn.Module):
         f = torch.promote_types(a.dtype, torch.float32)  # SSM params in >= float32, as the kernels
         A = -torch.exp(self.A_log.to(f))
         bias, D = self.dt_proj.bias.to(f), self.D.to(f)
-        A_b = -torch.exp(self.A_b_log.to(f)) if self.kind == "v1" else None
+        A_b = -torch.exp(self.A_b_log.to(f)) if self.kind != "none" else None
         # v1: forward + reverse scans of the same inputs (A vs A_b), summed, in one call
-        y, h_mid = selective_scan(xc, delta, A, Bm, Cm, D, bias, h0=h0, state_at=split, A_b=A_b)
+        y, h_mid = selective_scan(xc, delta, A, Bm, Cm, D, bias, h0=h0, state_at=split,
+                                  A_b=A_b if self.kind == "v1" else None)
         if self.kind == "v2":
             xcb, _ = causal_conv1d(x, self.conv1d_b.weight, self.conv1d_b.bias, reverse=True)
             delta_b, Bb, Cb = self._ssm_inputs(xcb, self.x_proj_b, self.dt_proj_b)
-            A_b = -torch.exp(self.A_b_log.to(f))
             y_b, _ = selective_scan(xcb, delta_b, A_b, Bb, Cb, self.D_b.to(f),
                                     self.dt_proj_b.bias.to(f), reverse=True)
             y = (y + y_b) * 0.5
