@@ -35,6 +35,21 @@ Why this layout and these numerics:
   each other on a 2-core machine (the small ops of a streaming hop became 10x slower), and its
   workqueue layer aborts on concurrent calls. Idle pool threads here block instead of spinning.
 
+Tried and not kept (2026-11-26, measured on the 2-core dev machine; notes for the next try):
+
+* softplus and the ``silu(z)`` gate inside the kernel (float32 ``2 atanh(e / (2 + e))``
+  log1p, one exp per lane): a 56 x 384 v1 call went 0.73 -> 0.90 ms, more than the torch ops
+  it replaced (~0.12 ms). They vectorise only under ``error_model="numpy"`` (numba's default
+  division checks for zero and raises: that branch keeps a division scalar).
+* lane loads through unsigned indices (to drop numba's negative-index wrap-around): LLVM
+  emitted gathers (``vgatherqps``), slower; row views (``u[b, t]``) per step cost NRT
+  incref/decref calls, slower still. The per-step lane loads/stores stay scalar.
+* 512-bit vectors (``"prefer-vector-width"="512"`` on the kernel, or
+  ``NUMBA_CPU_FEATURES=...,-prefer-256-bit``): the hot loop becomes one zmm per 16 lanes
+  instead of two ymm, but timings did not separate from the +-30% machine noise.
+* A mixer fast path calling this kernel directly with cached ``-exp(A_log)`` layouts: ~1 ms
+  per 24-layer streaming hop (3%), not worth a second forward path.
+
 The state ``h`` and the decay are float32, as in the CUDA kernel.
 Float32 only; other dtypes go to the reference path (see ``dispatch``).
 """
