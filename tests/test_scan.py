@@ -117,6 +117,29 @@ def test_kernel_float32_exp_within_1_5_ulp_and_clamped():
 
 
 @needs_numba
+def test_prefer_512_bit_vectors_marks_the_compiled_function():
+    """The kernels' vector-width preference reaches LLVM as a function attribute (a string
+    attribute slipped past llvmlite's keyword list: guard against llvmlite changing that)."""
+    from numba import njit
+
+    from streaming_aum.ops.scan_fused_cpu import prefer_512_bit_vectors
+
+    @njit
+    def marked(x):
+        prefer_512_bit_vectors()
+        return x + 1.0
+
+    @njit
+    def plain(x):
+        return x + 1.0
+
+    assert marked(1.0) == plain(1.0) == 2.0
+    ir_marked = "".join(marked.inspect_llvm().values())
+    assert '"prefer-vector-width"="512"' in ir_marked
+    assert '"prefer-vector-width"="512"' not in "".join(plain.inspect_llvm().values())
+
+
+@needs_numba
 def test_fused_softplus_matches_float64_over_its_whole_range():
     """The kernel's own softplus (threshold 20, series log1p) against numpy float64, through a
     one-step scan: with B = C = 1, h0 = 0 and u = 1 the output is y = dt = softplus(delta)."""

@@ -44,9 +44,10 @@ Tried and not kept (2026-11-26, measured on the 2-core dev machine; notes for th
 * lane loads through unsigned indices (to drop numba's negative-index wrap-around): LLVM
   emitted gathers (``vgatherqps``), slower; row views (``u[b, t]``) per step cost NRT
   incref/decref calls, slower still. The per-step lane loads/stores stay scalar.
-* 512-bit vectors (``"prefer-vector-width"="512"`` on the kernel, or
-  ``NUMBA_CPU_FEATURES=...,-prefer-256-bit``): the hot loop becomes one zmm per 16 lanes
-  instead of two ymm, but timings did not separate from the +-30% machine noise.
+* Four partial accumulators for ``<h, C>`` (to break the chain through memory): slower
+  (0.35 -> 0.45 ms); constant-trip lane loads/stores for full 16-channel blocks: no gain.
+* (Kept: ``prefer_512_bit_vectors``, 1.3-1.5x; the same-process A/B harness that showed it
+  is how kernel variants should be compared here: process-to-process timings swing +-30%.)
 * A mixer fast path calling this kernel directly with cached ``-exp(A_log)`` layouts: ~1 ms
   per 24-layer streaming hop (3%), not worth a second forward path.
 
@@ -100,6 +101,21 @@ if HAVE_NUMBA:
         def codegen(context, builder, signature, args):
             return builder.bitcast(args[0], llvm_ir.FloatType())
         return types.float32(types.int32), codegen
+
+    @intrinsic
+    def prefer_512_bit_vectors(typingctx):  # pragma: no cover - compiled
+        """Call first thing in a kernel: marks the compiled function
+        ``"prefer-vector-width"="512"``. LLVM's default tuning for AVX-512 Intel cores (the
+        ``prefer-256-bit`` feature, against the clock drop of 512-bit work on early Xeons)
+        vectorises a 16-lane float32 loop as two 256-bit halves; the scan's exp-heavy loop ran
+        1.3-1.5x faster as one 512-bit register (measured in one process, both variants
+        compiled side by side, results bit-identical). Only a preference: without AVX-512 LLVM
+        keeps 256-bit vectors."""
+        def codegen(context, builder, signature, args):
+            # llvmlite's attribute set admits only keyword attributes; this is a string one
+            set.add(builder.function.attributes, '"prefer-vector-width"="512"')
+            return context.get_dummy_value()
+        return types.none(), codegen
 
     @njit(fastmath=KERNEL_FASTMATH, cache=True, nogil=True, inline="always")
     def exp_f32_nonpos(x):  # pragma: no cover - compiled
@@ -205,11 +221,13 @@ if HAVE_NUMBA:
     @njit(fastmath=KERNEL_FASTMATH, cache=True, nogil=True)
     def _scan_kernel_s16(dt, u, Af, Ab, Bm, Cm, D, h0, mode, state_at, y, hmid, hT, lo,
                          hi):  # pragma: no cover - compiled
+        prefer_512_bit_vectors()
         _scan_body(dt, u, Af, Ab, Bm, Cm, D, h0, mode, state_at, y, hmid, hT, lo, hi, 16)
 
     @njit(fastmath=KERNEL_FASTMATH, cache=True, nogil=True)
     def _scan_kernel_any(dt, u, Af, Ab, Bm, Cm, D, h0, mode, state_at, y, hmid, hT, lo,
                          hi):  # pragma: no cover - compiled
+        prefer_512_bit_vectors()
         _scan_body(dt, u, Af, Ab, Bm, Cm, D, h0, mode, state_at, y, hmid, hT, lo, hi,
                    Af.shape[0])
 

@@ -42,7 +42,7 @@ from .scan_fused_cpu import HAVE_NUMBA, LANES, run_split, scan_from_dt
 if HAVE_NUMBA:
     from numba import njit
 
-    from .scan_fused_cpu import KERNEL_FASTMATH, exp_f32_nonpos
+    from .scan_fused_cpu import KERNEL_FASTMATH, exp_f32_nonpos, prefer_512_bit_vectors
 
     @njit(fastmath=KERNEL_FASTMATH, nogil=True, inline="always")
     def _backward_body(dt, u, At, Bm, Cm, h0, reverse, gy, ghT, gdt, gu, gA, gB, gC, gh0,
@@ -160,12 +160,14 @@ if HAVE_NUMBA:
     @njit(fastmath=KERNEL_FASTMATH, cache=True, nogil=True)
     def _backward_s16(dt, u, At, Bm, Cm, h0, reverse, gy, ghT, gdt, gu, gA, gB, gC, gh0, lo,
                       hi):  # pragma: no cover - compiled
+        prefer_512_bit_vectors()  # ~5% here (same-process A/B), bit-identical
         _backward_body(dt, u, At, Bm, Cm, h0, reverse, gy, ghT, gdt, gu, gA, gB, gC, gh0, lo,
                        hi, 16)
 
     @njit(fastmath=KERNEL_FASTMATH, cache=True, nogil=True)
     def _backward_any(dt, u, At, Bm, Cm, h0, reverse, gy, ghT, gdt, gu, gA, gB, gC, gh0, lo,
                       hi):  # pragma: no cover - compiled
+        prefer_512_bit_vectors()
         _backward_body(dt, u, At, Bm, Cm, h0, reverse, gy, ghT, gdt, gu, gA, gB, gC, gh0, lo,
                        hi, At.shape[0])
 
