@@ -239,6 +239,32 @@ def test_conv_matches_loop_and_carries_state():
     np.testing.assert_allclose(rev[0].numpy(), ref[::-1], atol=1e-12)
 
 
+@pytest.mark.parametrize("L", [1, 2, 3, 4, 29])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_anticausal_conv_equals_the_flipped_causal_conv(L, dtype):
+    """The v2 backward branch's conv without flipped copies equals flip(causal(flip(x))) to
+    one rounding (same taps, same order; torch fuses multiply-adds in its vector loops only),
+    the state exactly, sequences shorter than K-1 too."""
+    from streaming_aum.ops.scan_reference import (anticausal_conv1d_reference,
+                                                  causal_conv1d_reference)
+
+    g = torch.Generator().manual_seed(L)
+    x = (torch.randn(2, L, 37, generator=g) * 3).to(dtype)
+    w = torch.randn(37, 1, 4, generator=g).to(dtype)
+    b = torch.randn(37, generator=g).to(dtype)
+    for bias in (b, None):
+        with torch.no_grad():
+            got, got_state = anticausal_conv1d_reference(x, w, bias)
+            want, want_state = causal_conv1d_reference(x.flip(1), w, bias)
+        eps = torch.finfo(dtype).eps
+        torch.testing.assert_close(got, want.flip(1), rtol=0,
+                                   atol=2 * eps * float(want.abs().max()))
+        assert torch.equal(got_state, want_state)
+    via_dispatch, _ = causal_conv1d(x, w, b, reverse=True)
+    torch.testing.assert_close(via_dispatch, anticausal_conv1d_reference(x, w, b)[0],
+                               rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("E", [6, 16, 37])
 def test_float32_conv_matches_float64_loop_states_chunks_and_reverse(E):
     """The inference conv (float32, shifted multiply-adds + SiLU) against the explicit float64

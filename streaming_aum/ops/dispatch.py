@@ -24,7 +24,8 @@ import torch
 
 from ..errors import ConfigError
 from . import scan_cuda, scan_fused_cpu, scan_fused_grad
-from .scan_reference import causal_conv1d_reference, selective_scan_reference, softplus_like_cuda
+from .scan_reference import (anticausal_conv1d_reference, causal_conv1d_reference,
+                             selective_scan_reference, softplus_like_cuda)
 
 SCAN_BACKENDS: tuple[str, ...] = ("auto", "reference", "fused", "cuda", "export")
 _backend = os.environ.get("STREAMING_AUM_SCAN", "auto")
@@ -180,6 +181,8 @@ def causal_conv1d(
     multiply-adds, channels-last, already vectorised by PyTorch).
     """
     if reverse:
+        if conv_state is None:  # the v2 backward branch: no flipped copies
+            return anticausal_conv1d_reference(x, weight, bias)
         out, state = causal_conv1d_reference(x.flip(1), weight, bias, conv_state=conv_state)
         return out.flip(1), state
     return causal_conv1d_reference(x, weight, bias, conv_state=conv_state, state_at=state_at)

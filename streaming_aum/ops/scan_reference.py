@@ -112,3 +112,39 @@ def causal_conv1d_reference(
     at = x.shape[1] if state_at is None else state_at
     # clone: a view would keep the whole padded input alive (24 x (L+3) x E in a forward)
     return out, xe[:, at:at + width - 1].clone()
+
+
+def anticausal_conv1d_reference(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    *,
+    activation: str | None = "silu",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``causal_conv1d_reference`` on the time-reversed sequence, from zeros (after the end of
+    ``x``), returned in the original order, without flipping copies (the v2 backward branch).
+
+    ``out[t] = bias + sum_k weight[:, k] * x[t + K-1 - k]`` (zeros beyond the end), taps in
+    the same order as the flipped causal conv: equal to ``flip(causal(flip(x)))`` up to one
+    rounding per element (torch's vectorised loops fuse a multiply-add where its tail loops do
+    not, and the two layouts put different elements in the tails). Returns ``(out (batch, L, E), state (batch, K-1, E))``: the
+    state is that of the flipped sequence (its last K-1 inputs: ``x[K-2], ..., x[0]``)."""
+    if weight.dim() == 3:
+        weight = weight[:, 0, :]
+    channels, width = weight.shape
+    batch, length = x.shape[0], x.shape[1]
+    if activation not in ("silu", None):
+        raise ValueError(f"activation must be 'silu' or None, got {activation!r}")
+    xe = torch.cat([x, x.new_zeros(batch, width - 1, channels)], dim=1)  # (batch, L+K-1, E)
+    w = weight.to(x.dtype).t().contiguous()  # (K, E), contiguous for addcmul_ (see above)
+    lag = width - 1
+    out = (xe[:, lag:lag + length] * w[0] if bias is None
+           else torch.addcmul(bias.to(x.dtype), xe[:, lag:lag + length], w[0]))
+    for k in range(1, width):
+        out = out.addcmul_(xe[:, lag - k:lag - k + length], w[k])
+    if activation == "silu":
+        out = F.silu(out, inplace=not torch.is_grad_enabled() or not out.requires_grad)
+    # the flipped sequence's last K-1 inputs: zeros, then x[min(L, K-1) - 1], ..., x[0]
+    head = xe[:, :min(length, lag)].flip(1)
+    state = torch.cat([x.new_zeros(batch, lag - head.shape[1], channels), head], dim=1)
+    return out, state
