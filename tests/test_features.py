@@ -195,6 +195,28 @@ def test_kaldi_fbank_reference_on_real_audio(sample_audio: torch.Tensor) -> None
     _assert_close_to_reference(out[:, nonempty], ref[:, nonempty])
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n", [400, 559, 2800, 16000])
+def test_cached_fbank_is_torchaudio_fbank_bit_for_bit(n: int, dtype: torch.dtype,
+                                                      sample_audio: torch.Tensor) -> None:
+    """``kaldi_fbank_unchecked`` (constants built once) reproduces torchaudio's
+    ``kaldi.fbank`` with AuM's settings exactly, on noise, on speech and on a strided view."""
+    from streaming_aum.features import kaldi_fbank_unchecked
+
+    def torchaudio_fbank(w: torch.Tensor) -> torch.Tensor:
+        return kaldi.fbank(w.unsqueeze(0), htk_compat=True, sample_frequency=SAMPLE_RATE,
+                           use_energy=False, window_type="hanning", num_mel_bins=N_MELS,
+                           dither=0.0, frame_shift=10.0)
+
+    for w in (_noise(n, n, scale=1.0).to(dtype), sample_audio[5000:5000 + n].to(dtype),
+              _noise(2 * n, 1, scale=0.1).to(dtype)[::2]):
+        got = kaldi_fbank_unchecked(w)
+        assert got.dtype == dtype and got.shape == (num_frames(n), N_MELS)
+        assert torch.equal(got, torchaudio_fbank(w))
+    with pytest.raises(AudioInputError, match="at least 400"):
+        kaldi_fbank_unchecked(torch.zeros(399, dtype=dtype))
+
+
 def test_reference_mel_banks_match_torchaudio() -> None:
     """The test's float64 triangles agree with torchaudio's float32 Kaldi mel banks."""
     banks = _kaldi_mel_banks()
