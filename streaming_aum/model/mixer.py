@@ -12,6 +12,12 @@ Shapes: input ``a`` (B, L, D) -> output (B, L, D); ``E = expand * D`` inner chan
 
 Only the forward direction can carry state across calls (``MixerState``); the backward direction
 always starts from zeros at the end of what it is given, as at the end of an offline sequence.
+
+Inference on float32 CPU tensors with the fused scan (``dispatch.fused_inference_path``) takes
+``_forward_fused``: the same arithmetic in fewer calls (the dt bias inside the dt projection,
+the numba kernel called directly, ``-exp(A_log)`` and the kernel layouts of the SSM parameters
+cached per layer until a parameter changes, in-place gate). A streaming hop runs each layer on
+a few dozen tokens, where every separate torch op costs more in dispatch than in arithmetic.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops import causal_conv1d, selective_scan
+from ..ops import scan_fused_cpu
+from ..ops.dispatch import fused_inference_path
 
 
 @dataclass
@@ -64,6 +72,7 @@ class BiMambaMixer(nn.Module):
             self.x_proj_b = nn.Linear(E, R + 2 * S, bias=False)
             self.dt_proj_b = nn.Linear(R, E, bias=True)
         self.out_proj = nn.Linear(E, d_model, bias=False)
+        self._fused_cache: tuple[tuple, dict] | None = None  # see _fused_params
         self._init_dt(self.dt_proj, dt_min, dt_max, dt_init_floor)
         if kind == "v2":
             self._init_dt(self.dt_proj_b, dt_min, dt_max, dt_init_floor)
@@ -101,6 +110,8 @@ class BiMambaMixer(nn.Module):
         the outputs do not depend on ``split``. The backward direction (v1, v2) starts from
         zeros after the last token of ``a``.
         """
+        if fused_inference_path(a):
+            return self._forward_fused(a, state, split)
         xz = self.in_proj(a)
         x, z = xz[..., : self.d_inner], xz[..., self.d_inner:]
         conv_state0 = None if state is None else state.conv
@@ -123,3 +134,63 @@ class BiMambaMixer(nn.Module):
             y = (y + y_b) * 0.5
         out = F.linear((y * F.silu(z)).to(a.dtype), self.out_proj.weight)
         return out, MixerState(conv=conv_mid, ssm=h_mid)
+
+    # Fused CPU inference ------------------------------------------------------------------
+    def _fused_params(self) -> dict:
+        """The SSM parameters as the kernel takes them: ``At``/``Abt`` (S, E) = ``-exp(A_log)``
+        transposed, ``D`` (and ``D_b``) as float32 numpy arrays, the dt biases ``bias`` (and
+        ``bias_b``) as float32 tensors. Cached; rebuilt when any source parameter is replaced
+        or changed in place (its version counter)."""
+        names = ["A_log", "D", "dt_proj.bias"]
+        if self.kind != "none":
+            names.append("A_b_log")
+        if self.kind == "v2":
+            names += ["D_b", "dt_proj_b.bias"]
+        params = [self.get_parameter(n) for n in names]
+        key = tuple((p.data_ptr(), p._version, p.dtype) for p in params)
+        if self._fused_cache is not None and self._fused_cache[0] == key:
+            return self._fused_cache[1]
+        with torch.no_grad():
+            src = {n: p.detach().float() for n, p in zip(names, params)}
+            out = {"At": (-torch.exp(src["A_log"])).t().contiguous(),
+                   "D": src["D"].contiguous(), "bias": src["dt_proj.bias"].contiguous()}
+            out["Abt"] = ((-torch.exp(src["A_b_log"])).t().contiguous()
+                          if self.kind != "none" else out["At"])
+            if self.kind == "v2":
+                out["D_b"] = src["D_b"].contiguous()
+                out["bias_b"] = src["dt_proj_b.bias"].contiguous()
+        cached = {k: (v if k.startswith("bias") else v.numpy()) for k, v in out.items()}
+        self._fused_cache = (key, cached)
+        return cached
+
+    def _forward_fused(self, a: torch.Tensor, state: MixerState | None,
+                       split: int | None) -> tuple[torch.Tensor, MixerState]:
+        """``forward`` for float32 CPU inference (same contract and arithmetic): the numba
+        kernel called directly with this layer's cached parameters (``v1``: both directions
+        in one call), without the per-call preparation of the generic ``selective_scan``."""
+        prm = self._fused_params()
+        E, R, S = self.d_inner, self.dt_rank, self.d_state
+        xz = F.linear(a, self.in_proj.weight)
+        x, z = xz[..., :E], xz[..., E:]
+        xc, conv_mid = causal_conv1d(x, self.conv1d.weight, self.conv1d.bias,
+                                     conv_state=None if state is None else state.conv,
+                                     state_at=split)
+        x_dbl = F.linear(xc, self.x_proj.weight)
+        dt = F.softplus(F.linear(x_dbl[..., :R], self.dt_proj.weight, prm["bias"]),
+                        beta=1.0, threshold=20.0)  # = softplus_like_cuda(delta + bias)
+        h0t = None if state is None else state.ssm.transpose(1, 2).contiguous()
+        y, hmid, hT = scan_fused_cpu.run_scan(
+            dt, xc, prm["At"], prm["Abt"], x_dbl[..., R:R + S], x_dbl[..., R + S:], prm["D"],
+            h0t, 2 if self.kind == "v1" else 0, -1 if split is None else int(split))
+        if self.kind == "v2":
+            xcb, _ = causal_conv1d(x, self.conv1d_b.weight, self.conv1d_b.bias, reverse=True)
+            x_dbl_b = F.linear(xcb, self.x_proj_b.weight)
+            dt_b = F.softplus(F.linear(x_dbl_b[..., :R], self.dt_proj_b.weight, prm["bias_b"]),
+                              beta=1.0, threshold=20.0)
+            y_b, _, _ = scan_fused_cpu.run_scan(
+                dt_b, xcb, prm["Abt"], prm["Abt"], x_dbl_b[..., R:R + S], x_dbl_b[..., R + S:],
+                prm["D_b"], None, 1, -1)
+            y = y.add_(y_b).mul_(0.5)
+        out = F.linear(y.mul_(F.silu(z)), self.out_proj.weight)
+        h = hT if split is None else hmid
+        return out, MixerState(conv=conv_mid, ssm=h.transpose(1, 2))

@@ -48,8 +48,8 @@ Tried and not kept (2026-11-26, measured on the 2-core dev machine; notes for th
   (0.35 -> 0.45 ms); constant-trip lane loads/stores for full 16-channel blocks: no gain.
 * (Kept: ``prefer_512_bit_vectors``, 1.3-1.5x; the same-process A/B harness that showed it
   is how kernel variants should be compared here: process-to-process timings swing +-30%.)
-* A mixer fast path calling this kernel directly with cached ``-exp(A_log)`` layouts: ~1 ms
-  per 24-layer streaming hop (3%), not worth a second forward path.
+* (Kept later: ``BiMambaMixer._forward_fused`` calls ``run_scan`` directly with cached
+  ``-exp(A_log)`` layouts; 5-7% per streaming hop in a same-process A/B, both models.)
 
 The state ``h`` and the decay are float32, as in the CUDA kernel.
 Float32 only; other dtypes go to the reference path (see ``dispatch``).
@@ -296,8 +296,9 @@ def selective_scan_fused_cpu(
     Abt = At if A_b is None else A_b.t().contiguous()
     h0t = None if h0 is None else h0.transpose(1, 2).contiguous()
     dt = softplus_like_cuda(delta if delta_bias is None else delta + delta_bias).contiguous()
-    y, hmid, hT = _run_scan(dt, u.contiguous(), At, Abt, B, C, zeros_e if D is None else D, h0t,
-                            mode, -1 if state_at is None else int(state_at))
+    y, hmid, hT = run_scan(dt, u.contiguous(), At, Abt, B, C,
+                           zeros_e if D is None else D.contiguous(), h0t,
+                           mode, -1 if state_at is None else int(state_at))
     return y, (hT if state_at is None else hmid).transpose(1, 2)
 
 
@@ -309,15 +310,25 @@ def scan_from_dt(dt: torch.Tensor, u: torch.Tensor, At: torch.Tensor, B: torch.T
     ``(y (nb, L, E) without the D term, h_last (nb, S, E))``. The forward of the differentiable
     path (``scan_fused_grad``); the same kernel as inference."""
     zeros_e = torch.zeros(u.shape[2], dtype=torch.float32)
-    y, _, hT = _run_scan(dt, u, At, At, B, C, zeros_e, h0t, 1 if reverse else 0, -1)
+    y, _, hT = run_scan(dt, u, At, At, B, C, zeros_e, h0t, 1 if reverse else 0, -1)
     return y, hT
 
 
-def _run_scan(dt: torch.Tensor, u: torch.Tensor, At: torch.Tensor, Abt: torch.Tensor,
-              B: torch.Tensor, C: torch.Tensor, D: torch.Tensor, h0t: torch.Tensor | None,
-              mode: int, state_at: int
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Allocate the outputs and run ``_scan_kernel`` over (batch, channel-block) items."""
+def _as_numpy(t: torch.Tensor | np.ndarray) -> np.ndarray:
+    # detach: parameters (D, bias, A) keep requires_grad under no_grad; numpy() refuses those
+    return t if isinstance(t, np.ndarray) else t.detach().numpy()
+
+
+def run_scan(dt: torch.Tensor, u: torch.Tensor, At: torch.Tensor | np.ndarray,
+             Abt: torch.Tensor | np.ndarray, B: torch.Tensor, C: torch.Tensor,
+             D: torch.Tensor | np.ndarray, h0t: torch.Tensor | None, mode: int, state_at: int
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Allocate the outputs and run ``_scan_kernel`` over (batch, channel-block) items.
+
+    dt (after softplus), u: contiguous (nb, L, E) float32; At, Abt (S, E) and D (E,)
+    contiguous, as tensors or numpy arrays (a layer's cached parameters,
+    ``BiMambaMixer._fused_params``); B, C (nb, L, S) any strides; h0t (nb, S, E) or None
+    (zeros). Returns ``(y, hmid, hT)``, the states in the kernel's (nb, S, E) layout."""
     batch, length, channels = u.shape
     states = At.shape[0]
     y = torch.empty(batch, length, channels, dtype=torch.float32)
@@ -325,8 +336,7 @@ def _run_scan(dt: torch.Tensor, u: torch.Tensor, At: torch.Tensor, Abt: torch.Te
     hT = torch.empty(batch, states, channels, dtype=torch.float32)
     if h0t is None:
         h0t = torch.zeros(batch, states, channels, dtype=torch.float32)
-    # detach: parameters (D, bias, A) keep requires_grad under no_grad; numpy() refuses those
-    arrays = [t.detach().numpy() for t in (dt, u, At, Abt, B, C, D.contiguous(), h0t)]
+    arrays = [_as_numpy(t) for t in (dt, u, At, Abt, B, C, D, h0t)]
     args = (*arrays, int(mode), int(state_at), y.numpy(), hmid.numpy(), hT.numpy())
     items = batch * ((channels + LANES - 1) // LANES)
     run_split(_scan_kernel, args, items, serial=length * channels < _MIN_PARALLEL_WORK)
