@@ -4,11 +4,6 @@ stream (voices held out from training) against its exact ground truth."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-import pytest
-
 from streaming_aum.cli import main
 from streaming_aum.data.words import KWS12_LABELS
 from streaming_aum.events import EventConfig

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import threading
 
-import numpy as np
-import pytest
 import soundfile as sf
 
 from streaming_aum.cli import main

@@ -12,6 +12,8 @@ Backends (``set_scan_backend`` / env ``STREAMING_AUM_SCAN``, default ``auto``):
   (inference and training), ``reference`` otherwise (float64, CUDA without mamba-ssm).
 
 Every backend takes an initial state and returns the final state, so streaming can carry it.
+``fused_inference_path`` tells the mixer when it may skip ``selective_scan`` and call the fused
+kernel directly (float32 CPU inference under ``auto``/``fused``): the same decision as above.
 """
 
 from __future__ import annotations
