@@ -44,12 +44,11 @@ from __future__ import annotations
 import math
 
 import torch
-import torchaudio.compliance.kaldi as kaldi
 
-from streaming_aum.audio_constants import (FRAME_SAMPLES, HOP_SAMPLES, LOW_FREQ_HZ, N_FFT,
-                                           N_MELS, PREEMPHASIS, SAMPLE_RATE)
+from streaming_aum.audio_constants import (FRAME_SAMPLES, HOP_SAMPLES, N_FFT, PREEMPHASIS,
+                                           SAMPLE_RATE)
 from streaming_aum.errors import AudioInputError, ConfigError
-from streaming_aum.features import NormStats
+from streaming_aum.features import NormStats, kaldi_mel_banks, kaldi_window
 
 __all__ = [
     "FLOAT32_EPS",
@@ -91,14 +90,13 @@ def mel_matrix(dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """``(N_BINS, N_MELS)`` = (256, 128) Kaldi mel filters (20 Hz to Nyquist): torchaudio's
     ``get_mel_banks`` transposed (computed in float32 there whatever the input dtype, then
     cast), so a power spectrum ``(.., 256) @ mel -> (.., 128)`` mel energies."""
-    banks, _ = kaldi.get_mel_banks(N_MELS, N_FFT, float(SAMPLE_RATE), LOW_FREQ_HZ, 0.0,
-                                   100.0, -500.0, 1.0)
-    return banks.to(dtype).t().contiguous()
+    return kaldi_mel_banks(dtype).t().contiguous()
 
 
 def hann_window(dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """``(FRAME_SAMPLES,)`` symmetric Hann window, Kaldi's ``window_type="hanning"``."""
-    return torch.hann_window(FRAME_SAMPLES, periodic=False, dtype=dtype)
+    """``(FRAME_SAMPLES,)`` symmetric Hann window, Kaldi's ``window_type="hanning"``
+    (:func:`streaming_aum.features.kaldi_window`, the eager fbank's own)."""
+    return kaldi_window(dtype)
 
 
 def validate_batch(waveform: object, min_samples: int = FRAME_SAMPLES,

@@ -127,17 +127,27 @@ def kaldi_fbank(waveform: torch.Tensor, *, remove_clip_dc: bool = True) -> torch
     return kaldi_fbank_unchecked(w)
 
 
+def kaldi_window(dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``(FRAME_SAMPLES,)`` symmetric Hann window, Kaldi's ``window_type="hanning"``."""
+    return torch.hann_window(FRAME_SAMPLES, periodic=False, dtype=dtype)
+
+
+def kaldi_mel_banks(dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``(N_MELS, N_FFT // 2)`` = (128, 256) Kaldi mel filters (20 Hz to Nyquist) of AuM's
+    fbank: torchaudio's ``get_mel_banks`` (computed in float32 whatever the input dtype), cast
+    to ``dtype``."""
+    banks, _ = kaldi.get_mel_banks(N_MELS, N_FFT, float(SAMPLE_RATE), LOW_FREQ_HZ, 0.0,
+                                   100.0, -500.0, 1.0)
+    return banks.to(dtype=dtype)
+
+
 @functools.lru_cache(maxsize=None)
 def _fbank_constants(dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(Hann window (1, 400), zero-padded mel banks (128, 257), log floor) in ``dtype``: what
-    ``kaldi.fbank`` rebuilds on every call, built once per dtype with torchaudio's own
-    functions (the mel banks in float32 then cast, as there)."""
-    window = torch.hann_window(FRAME_SAMPLES, periodic=False, dtype=dtype).unsqueeze(0)
-    banks, _ = kaldi.get_mel_banks(N_MELS, N_FFT, float(SAMPLE_RATE), LOW_FREQ_HZ, 0.0,
-                                   100.0, -500.0, 1.0)
-    banks = F.pad(banks.to(dtype=dtype), (0, 1), mode="constant", value=0)
+    ``kaldi.fbank`` rebuilds on every call, built once per dtype, as it builds them."""
+    banks = F.pad(kaldi_mel_banks(dtype), (0, 1), mode="constant", value=0)
     floor = torch.tensor(torch.finfo(torch.float).eps, dtype=dtype)  # kaldi's EPSILON
-    return window, banks, floor
+    return kaldi_window(dtype).unsqueeze(0), banks, floor
 
 
 def kaldi_fbank_unchecked(w: torch.Tensor) -> torch.Tensor:
