@@ -83,11 +83,9 @@ def resolve_backend(u: torch.Tensor, *params: torch.Tensor | None) -> str:
 
 def fused_inference_path(x: torch.Tensor) -> bool:
     """Whether a mixer may call the fused CPU kernel directly (``BiMambaMixer._forward_fused``)
-    for activations ``x``: float32 CPU tensors, no gradient recording, numba present, and the
-    backend setting ``auto`` or ``fused`` (what ``resolve_backend`` picks for such tensors)."""
-    return (not torch.is_grad_enabled() and x.dtype == torch.float32
-            and x.device.type == "cpu" and _backend in ("auto", "fused")
-            and scan_fused_cpu.HAVE_NUMBA)
+    for activations ``x``: no gradient recording, and ``resolve_backend`` picks ``fused`` for
+    them (so a backend setting that cannot serve ``x`` raises its error here)."""
+    return not torch.is_grad_enabled() and resolve_backend(x) == "fused"
 
 
 def initial_state_by_linearity(delta: torch.Tensor, delta_bias: torch.Tensor | None,
