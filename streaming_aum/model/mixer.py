@@ -32,6 +32,7 @@ from torch import nn
 from ..ops import causal_conv1d, selective_scan
 from ..ops import scan_fused_cpu
 from ..ops.dispatch import fused_inference_path
+from ..ops.scan_reference import softplus_like_cuda
 
 
 @dataclass
@@ -93,12 +94,14 @@ class BiMambaMixer(nn.Module):
             ssm=torch.zeros(batch, self.d_inner, self.d_state, dtype=torch.promote_types(
                 dtype, torch.float32), device=device))
 
-    def _ssm_inputs(self, xc: torch.Tensor, x_proj: nn.Linear, dt_proj: nn.Linear
+    def _ssm_inputs(self, xc: torch.Tensor, x_proj: nn.Linear, dt_proj: nn.Linear,
+                    dt_bias: torch.Tensor | None = None
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per-token (delta (B, L, E) without bias, B (B, L, S), C (B, L, S)) from conv output."""
+        """Per-token (delta (B, L, E), B (B, L, S), C (B, L, S)) from conv output; ``delta``
+        includes ``dt_bias`` when given (added inside the dt projection), else no bias."""
         R, S = self.dt_rank, self.d_state
         x_dbl = F.linear(xc, x_proj.weight)
-        delta = F.linear(x_dbl[..., :R], dt_proj.weight)
+        delta = F.linear(x_dbl[..., :R], dt_proj.weight, dt_bias)
         return delta, x_dbl[..., R:R + S], x_dbl[..., R + S:]
 
     def forward(self, a: torch.Tensor, state: MixerState | None = None, *,
@@ -169,27 +172,23 @@ class BiMambaMixer(nn.Module):
         kernel called directly with this layer's cached parameters (``v1``: both directions
         in one call), without the per-call preparation of the generic ``selective_scan``."""
         prm = self._fused_params()
-        E, R, S = self.d_inner, self.dt_rank, self.d_state
+        E = self.d_inner
         xz = F.linear(a, self.in_proj.weight)
         x, z = xz[..., :E], xz[..., E:]
         xc, conv_mid = causal_conv1d(x, self.conv1d.weight, self.conv1d.bias,
                                      conv_state=None if state is None else state.conv,
                                      state_at=split)
-        x_dbl = F.linear(xc, self.x_proj.weight)
-        dt = F.softplus(F.linear(x_dbl[..., :R], self.dt_proj.weight, prm["bias"]),
-                        beta=1.0, threshold=20.0)  # = softplus_like_cuda(delta + bias)
+        delta, Bm, Cm = self._ssm_inputs(xc, self.x_proj, self.dt_proj, prm["bias"])
         h0t = None if state is None else state.ssm.transpose(1, 2).contiguous()
         y, hmid, hT = scan_fused_cpu.run_scan(
-            dt, xc, prm["At"], prm["Abt"], x_dbl[..., R:R + S], x_dbl[..., R + S:], prm["D"],
-            h0t, 2 if self.kind == "v1" else 0, -1 if split is None else int(split))
+            softplus_like_cuda(delta), xc, prm["At"], prm["Abt"], Bm, Cm, prm["D"], h0t,
+            2 if self.kind == "v1" else 0, -1 if split is None else int(split))
         if self.kind == "v2":
             xcb, _ = causal_conv1d(x, self.conv1d_b.weight, self.conv1d_b.bias, reverse=True)
-            x_dbl_b = F.linear(xcb, self.x_proj_b.weight)
-            dt_b = F.softplus(F.linear(x_dbl_b[..., :R], self.dt_proj_b.weight, prm["bias_b"]),
-                              beta=1.0, threshold=20.0)
-            y_b, _, _ = scan_fused_cpu.run_scan(
-                dt_b, xcb, prm["Abt"], prm["Abt"], x_dbl_b[..., R:R + S], x_dbl_b[..., R + S:],
-                prm["D_b"], None, 1, -1)
+            delta_b, Bb, Cb = self._ssm_inputs(xcb, self.x_proj_b, self.dt_proj_b,
+                                               prm["bias_b"])
+            y_b, _, _ = scan_fused_cpu.run_scan(softplus_like_cuda(delta_b), xcb, prm["Abt"],
+                                                prm["Abt"], Bb, Cb, prm["D_b"], None, 1, -1)
             y = y.add_(y_b).mul_(0.5)
         out = F.linear(y.mul_(F.silu(z)), self.out_proj.weight)
         h = hT if split is None else hmid
