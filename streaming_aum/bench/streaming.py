@@ -160,7 +160,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..audio_constants import SAMPLE_RATE, SAMPLES_PER_COLUMN, column_end_sample
+from ..audio_constants import (SAMPLE_RATE, SAMPLES_PER_COLUMN, column_end_sample,
+                               num_columns, num_frames)
 from ..errors import ConfigError
 
 DEFAULT_EMBED_DIM = 192  # AuM-tiny
@@ -195,10 +196,9 @@ def hops_in(seconds: float) -> int:
 
 
 def hops_in_samples(n: int) -> int:
-    """Hops (one column each) completed by ``n`` samples at 16 kHz."""
-    if n < column_end_sample(0):
-        return 0
-    return (n - column_end_sample(0)) // SAMPLES_PER_COLUMN + 1
+    """Hops (one column each) completed by ``n`` samples at 16 kHz: the patch columns of
+    their frames."""
+    return num_columns(num_frames(n))
 
 
 def parse_windows(text: str) -> list[float]:
@@ -243,15 +243,28 @@ def synth_block(index: int, seed: int = SEED) -> torch.Tensor:
     return torch.from_numpy(audio.astype(np.float32))
 
 
-class SynthStream:
-    """Serves the synthetic stream hop by hop: ``next_chunk()`` returns the samples that
-    complete the next hop (2800 for the first, 2560 after), generating a second at a time."""
+class HopChunks:
+    """A hop source: ``next_chunk()`` returns the samples that complete the next hop (2800 for
+    the first, 2560 after) from ``read(n)``, which subclasses provide."""
+
+    _hop = 0
+
+    def read(self, n: int) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def next_chunk(self) -> torch.Tensor:
+        n = column_end_sample(0) if self._hop == 0 else SAMPLES_PER_COLUMN
+        self._hop += 1
+        return self.read(n)
+
+
+class SynthStream(HopChunks):
+    """The synthetic stream, hop by hop, generated a second at a time."""
 
     def __init__(self, seed: int = SEED) -> None:
         self.seed = seed
         self._block = 0
         self._buf = torch.zeros(0)
-        self._hop = 0
 
     def read(self, n: int) -> torch.Tensor:
         while self._buf.shape[0] < n:
@@ -260,28 +273,19 @@ class SynthStream:
         out, self._buf = self._buf[:n], self._buf[n:]
         return out
 
-    def next_chunk(self) -> torch.Tensor:
-        n = column_end_sample(0) if self._hop == 0 else SAMPLES_PER_COLUMN
-        self._hop += 1
-        return self.read(n)
 
-
-class AudioStream:
-    """Serves a recorded waveform (1-D, 16 kHz) hop by hop like :class:`SynthStream`:
-    ``next_chunk()`` returns the samples that complete the next hop (2800, then 2560)."""
+class AudioStream(HopChunks):
+    """A recorded waveform (1-D, 16 kHz), hop by hop like :class:`SynthStream`."""
 
     def __init__(self, waveform: torch.Tensor) -> None:
         self.waveform = waveform
         self._pos = 0
-        self._hop = 0
 
-    def next_chunk(self) -> torch.Tensor:
-        n = column_end_sample(0) if self._hop == 0 else SAMPLES_PER_COLUMN
+    def read(self, n: int) -> torch.Tensor:
         if self._pos + n > self.waveform.shape[0]:
             raise RuntimeError("AudioStream: the waveform has no further complete hop")
         out = self.waveform[self._pos:self._pos + n]
         self._pos += n
-        self._hop += 1
         return out
 
 
