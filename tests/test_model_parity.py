@@ -192,7 +192,14 @@ def test_mixer_fused_inference_path_equals_generic_path(kind, monkeypatch):
     with torch.no_grad():
         mixer.A_log.add_(0.3)
         mixer.dt_proj.bias.sub_(0.2)
+        mixer.conv1d.weight.mul_(1.5)
     out_f2, _ = run(True)
     out_g2, _ = run(False)
     assert (out_f2 - out_f).abs().max() > 1e-3
     torch.testing.assert_close(out_f2, out_g2, atol=2e-6, rtol=0)
+    # ... and so does a replaced parameter (a new tensor, version counter back at 0)
+    mixer.out_proj.weight = torch.nn.Parameter(2 * mixer.out_proj.weight.detach())
+    out_f3, _ = run(True)
+    out_g3, _ = run(False)
+    torch.testing.assert_close(out_f3, 2 * out_f2, atol=4e-6, rtol=0)
+    torch.testing.assert_close(out_f3, out_g3, atol=4e-6, rtol=0)

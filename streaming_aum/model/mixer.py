@@ -14,9 +14,10 @@ Only the forward direction can carry state across calls (``MixerState``); the ba
 always starts from zeros at the end of what it is given, as at the end of an offline sequence.
 
 Inference on float32 CPU tensors with the fused scan (``dispatch.fused_inference_path``) takes
-``_forward_fused``: the same arithmetic in fewer calls (the dt bias inside the dt projection,
-the numba kernel called directly, ``-exp(A_log)`` and the kernel layouts of the SSM parameters
-cached per layer until a parameter changes, in-place gate). A streaming hop runs each layer on
+``_forward_fused``: the same arithmetic in fewer calls (the conv + SiLU as one numba kernel
+reading the in-projection's output in place, the dt bias inside the dt projection, the scan
+kernel called directly, ``-exp(A_log)``, the conv taps and the kernel layouts of the SSM
+parameters cached per layer until a parameter changes, in-place gate). A streaming hop runs each layer on
 a few dozen tokens, where every separate torch op costs more in dispatch than in arithmetic.
 """
 
@@ -31,6 +32,7 @@ from torch import nn
 
 from ..ops import causal_conv1d, selective_scan
 from ..ops import scan_fused_cpu
+from ..ops.conv_fused_cpu import conv1d_silu_fused, conv_weight_taps
 from ..ops.dispatch import fused_inference_path
 from ..ops.scan_reference import softplus_like_cuda
 
@@ -74,6 +76,7 @@ class BiMambaMixer(nn.Module):
             self.dt_proj_b = nn.Linear(R, E, bias=True)
         self.out_proj = nn.Linear(E, d_model, bias=False)
         self._fused_cache: tuple[tuple, dict] | None = None  # see _fused_params
+        self._fused_src: list[tuple[str | None, str]] | None = None
         self._init_dt(self.dt_proj, dt_min, dt_max, dt_init_floor)
         if kind == "v2":
             self._init_dt(self.dt_proj_b, dt_min, dt_max, dt_init_floor)
@@ -94,14 +97,15 @@ class BiMambaMixer(nn.Module):
             ssm=torch.zeros(batch, self.d_inner, self.d_state, dtype=torch.promote_types(
                 dtype, torch.float32), device=device))
 
-    def _ssm_inputs(self, xc: torch.Tensor, x_proj: nn.Linear, dt_proj: nn.Linear,
+    def _ssm_inputs(self, xc: torch.Tensor, w_x: torch.Tensor, w_dt: torch.Tensor,
                     dt_bias: torch.Tensor | None = None
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per-token (delta (B, L, E), B (B, L, S), C (B, L, S)) from conv output; ``delta``
+        """Per-token (delta (B, L, E), B (B, L, S), C (B, L, S)) from conv output, with the
+        x projection ``w_x`` (R + 2S, E) and the dt projection ``w_dt`` (E, R); ``delta``
         includes ``dt_bias`` when given (added inside the dt projection), else no bias."""
         R, S = self.dt_rank, self.d_state
-        x_dbl = F.linear(xc, x_proj.weight)
-        delta = F.linear(x_dbl[..., :R], dt_proj.weight, dt_bias)
+        x_dbl = F.linear(xc, w_x)
+        delta = F.linear(x_dbl[..., :R], w_dt, dt_bias)
         return delta, x_dbl[..., R:R + S], x_dbl[..., R + S:]
 
     def forward(self, a: torch.Tensor, state: MixerState | None = None, *,
@@ -121,7 +125,7 @@ class BiMambaMixer(nn.Module):
         h0 = None if state is None else state.ssm
         xc, conv_mid = causal_conv1d(x, self.conv1d.weight, self.conv1d.bias,
                                      conv_state=conv_state0, state_at=split)
-        delta, Bm, Cm = self._ssm_inputs(xc, self.x_proj, self.dt_proj)
+        delta, Bm, Cm = self._ssm_inputs(xc, self.x_proj.weight, self.dt_proj.weight)
         f = torch.promote_types(a.dtype, torch.float32)  # SSM params in >= float32, as the kernels
         A = -torch.exp(self.A_log.to(f))
         bias, D = self.dt_proj.bias.to(f), self.D.to(f)
@@ -131,7 +135,8 @@ class BiMambaMixer(nn.Module):
                                   A_b=A_b if self.kind == "v1" else None)
         if self.kind == "v2":
             xcb, _ = causal_conv1d(x, self.conv1d_b.weight, self.conv1d_b.bias, reverse=True)
-            delta_b, Bb, Cb = self._ssm_inputs(xcb, self.x_proj_b, self.dt_proj_b)
+            delta_b, Bb, Cb = self._ssm_inputs(xcb, self.x_proj_b.weight,
+                                                  self.dt_proj_b.weight)
             y_b, _ = selective_scan(xcb, delta_b, A_b, Bb, Cb, self.D_b.to(f),
                                     self.dt_proj_b.bias.to(f), reverse=True)
             y = (y + y_b) * 0.5
@@ -139,57 +144,80 @@ class BiMambaMixer(nn.Module):
         return out, MixerState(conv=conv_mid, ssm=h_mid)
 
     # Fused CPU inference ------------------------------------------------------------------
-    def _fused_params(self) -> dict:
-        """The SSM parameters as the kernel takes them: ``At``/``Abt`` (S, E) = ``-exp(A_log)``
-        transposed, ``D`` (and ``D_b``) as float32 numpy arrays, the dt biases ``bias`` (and
-        ``bias_b``) as float32 tensors. Cached; rebuilt when any source parameter is replaced
-        or changed in place (its version counter)."""
-        names = ["A_log", "D", "dt_proj.bias"]
+    def _fused_sources(self) -> list[tuple[str | None, str]]:
+        """(submodule or None, parameter name) of every parameter ``_forward_fused`` reads."""
+        src: list[tuple[str | None, str]] = [
+            (None, "A_log"), (None, "D"), ("in_proj", "weight"), ("conv1d", "weight"),
+            ("conv1d", "bias"), ("x_proj", "weight"), ("dt_proj", "weight"),
+            ("dt_proj", "bias"), ("out_proj", "weight")]
         if self.kind != "none":
-            names.append("A_b_log")
+            src.append((None, "A_b_log"))
         if self.kind == "v2":
-            names += ["D_b", "dt_proj_b.bias"]
-        params = [self.get_parameter(n) for n in names]
+            src += [(None, "D_b"), ("conv1d_b", "weight"), ("conv1d_b", "bias"),
+                    ("x_proj_b", "weight"), ("dt_proj_b", "weight"), ("dt_proj_b", "bias")]
+        return src
+
+    def _fused_params(self) -> dict:
+        """What ``_forward_fused`` reads, in the kernels' layouts: ``At``/``Abt`` (S, E) =
+        ``-exp(A_log)`` transposed, ``D`` (and ``D_b``), the conv taps ``taps`` (K, E) and
+        ``conv_bias`` (and ``_b``) as float32 numpy arrays; the dt biases ``bias`` (and
+        ``bias_b``) as float32 tensors; the projection weights as they are (``w_in``, ``w_x``,
+        ``w_dt``, ``w_out``, and ``_b``). Cached; rebuilt when any source parameter is replaced
+        or changed in place (its version counter). The check reads the parameter dicts
+        directly: ``nn.Module.__getattr__`` and ``get_parameter`` cost more than the small
+        matmuls of a streaming hop."""
+        if self._fused_src is None:
+            self._fused_src = self._fused_sources()
+        mods = self._modules
+        params = [(self if sub is None else mods[sub])._parameters[name]
+                  for sub, name in self._fused_src]
         key = tuple((p.data_ptr(), p._version, p.dtype) for p in params)
         if self._fused_cache is not None and self._fused_cache[0] == key:
             return self._fused_cache[1]
+        src = {(name if sub is None else f"{sub}.{name}"): p
+               for (sub, name), p in zip(self._fused_src, params)}
         with torch.no_grad():
-            src = {n: p.detach().float() for n, p in zip(names, params)}
-            out = {"At": (-torch.exp(src["A_log"])).t().contiguous(),
-                   "D": src["D"].contiguous(), "bias": src["dt_proj.bias"].contiguous()}
-            out["Abt"] = ((-torch.exp(src["A_b_log"])).t().contiguous()
+            f32 = {n: p.detach().float() for n, p in src.items()}
+            out = {"At": (-torch.exp(f32["A_log"])).t().contiguous().numpy(),
+                   "D": f32["D"].contiguous().numpy(),
+                   "bias": f32["dt_proj.bias"].contiguous(),
+                   "taps": conv_weight_taps(f32["conv1d.weight"]),
+                   "conv_bias": f32["conv1d.bias"].contiguous().numpy(),
+                   "w_in": src["in_proj.weight"], "w_x": src["x_proj.weight"],
+                   "w_dt": src["dt_proj.weight"], "w_out": src["out_proj.weight"]}
+            out["Abt"] = ((-torch.exp(f32["A_b_log"])).t().contiguous().numpy()
                           if self.kind != "none" else out["At"])
             if self.kind == "v2":
-                out["D_b"] = src["D_b"].contiguous()
-                out["bias_b"] = src["dt_proj_b.bias"].contiguous()
-        cached = {k: (v if k.startswith("bias") else v.numpy()) for k, v in out.items()}
-        self._fused_cache = (key, cached)
-        return cached
+                out.update({"D_b": f32["D_b"].contiguous().numpy(),
+                            "bias_b": f32["dt_proj_b.bias"].contiguous(),
+                            "taps_b": conv_weight_taps(f32["conv1d_b.weight"]),
+                            "conv_bias_b": f32["conv1d_b.bias"].contiguous().numpy(),
+                            "w_x_b": src["x_proj_b.weight"], "w_dt_b": src["dt_proj_b.weight"]})
+        self._fused_cache = (key, out)
+        return out
 
     def _forward_fused(self, a: torch.Tensor, state: MixerState | None,
                        split: int | None) -> tuple[torch.Tensor, MixerState]:
-        """``forward`` for float32 CPU inference (same contract and arithmetic): the numba
-        kernel called directly with this layer's cached parameters (``v1``: both directions
-        in one call), without the per-call preparation of the generic ``selective_scan``."""
+        """``forward`` for float32 CPU inference (same contract and arithmetic up to float32
+        rounding): the numba conv (``conv_fused_cpu``) and scan kernels called directly with
+        this layer's cached parameters (``v1``: both scan directions in one call)."""
         prm = self._fused_params()
-        E = self.d_inner
-        xz = F.linear(a, self.in_proj.weight)
-        x, z = xz[..., :E], xz[..., E:]
-        xc, conv_mid = causal_conv1d(x, self.conv1d.weight, self.conv1d.bias,
-                                     conv_state=None if state is None else state.conv,
-                                     state_at=split)
-        delta, Bm, Cm = self._ssm_inputs(xc, self.x_proj, self.dt_proj, prm["bias"])
+        xz = F.linear(a, prm["w_in"])
+        z = xz[..., self.d_inner:]
+        xc, conv_mid = conv1d_silu_fused(xz, prm["taps"], prm["conv_bias"],
+                                         conv_state=None if state is None else state.conv,
+                                         state_at=split)
+        delta, Bm, Cm = self._ssm_inputs(xc, prm["w_x"], prm["w_dt"], prm["bias"])
         h0t = None if state is None else state.ssm.transpose(1, 2).contiguous()
         y, hmid, hT = scan_fused_cpu.run_scan(
             softplus_like_cuda(delta), xc, prm["At"], prm["Abt"], Bm, Cm, prm["D"], h0t,
             2 if self.kind == "v1" else 0, -1 if split is None else int(split))
         if self.kind == "v2":
-            xcb, _ = causal_conv1d(x, self.conv1d_b.weight, self.conv1d_b.bias, reverse=True)
-            delta_b, Bb, Cb = self._ssm_inputs(xcb, self.x_proj_b, self.dt_proj_b,
-                                               prm["bias_b"])
+            xcb, _ = conv1d_silu_fused(xz, prm["taps_b"], prm["conv_bias_b"], reverse=True)
+            delta_b, Bb, Cb = self._ssm_inputs(xcb, prm["w_x_b"], prm["w_dt_b"], prm["bias_b"])
             y_b, _, _ = scan_fused_cpu.run_scan(softplus_like_cuda(delta_b), xcb, prm["Abt"],
                                                 prm["Abt"], Bb, Cb, prm["D_b"], None, 1, -1)
             y = y.add_(y_b).mul_(0.5)
-        out = F.linear(y.mul_(F.silu(z)), self.out_proj.weight)
+        out = F.linear(y.mul_(F.silu(z)), prm["w_out"])
         h = hT if split is None else hmid
         return out, MixerState(conv=conv_mid, ssm=h.transpose(1, 2))
