@@ -93,6 +93,41 @@ def test_fused_fo_bi_one_call_equals_two_explicit_loops(E, at):
 
 
 @needs_numba
+@pytest.mark.parametrize("E", [16, 21])
+@pytest.mark.parametrize("at", [-1, 0, 33, 80])
+def test_run_scan_v2_pair_mode_equals_two_calls_and_explicit_loops(E, at):
+    """Mode 3 (a v2 layer's two branches stacked on the batch axis, one kernel call): the
+    forward rows equal mode 0 from h0 (states too), the backward rows mode 1 from zeros with
+    their own A_b and D_b, bit for bit, and both equal float64 loops."""
+    from streaming_aum.ops.scan_fused_cpu import run_scan
+
+    f = make_inputs(80, E=E, seed=1)
+    b = make_inputs(80, E=E, seed=2)  # the backward branch's own dt, u, B, C, A_b, D_b
+    dt_f = torch.from_numpy(softplus((f["delta"] + f["delta_bias"]).double().numpy())).float()
+    dt_b = torch.from_numpy(softplus((b["delta"] + b["delta_bias"]).double().numpy())).float()
+    At, Abt = f["A"].t().contiguous(), b["A"].t().contiguous()
+    h0t = f["h0"].transpose(1, 2).contiguous()
+    stack = lambda x, y: torch.cat([x, y]).contiguous()  # noqa: E731
+    y, hmid, hT = run_scan(stack(dt_f, dt_b), stack(f["u"], b["u"]), At, Abt,
+                           stack(f["B"], b["B"]), stack(f["C"], b["C"]), f["D"], h0t, 3, at,
+                           b["D"])
+    y_f, hmid_f, hT_f = run_scan(dt_f.contiguous(), f["u"], At, At, f["B"], f["C"], f["D"],
+                                 h0t, 0, at)
+    y_b, _, _ = run_scan(dt_b.contiguous(), b["u"], Abt, Abt, b["B"], b["C"], b["D"], None, 1,
+                         -1)
+    assert torch.equal(y, torch.cat([y_f, y_b]))
+    assert torch.equal(hT, hT_f) and torch.equal(hmid, hmid_f)
+    ref_f, h_ref = loop_reference(f)
+    ref_b, _ = loop_reference(b, reverse=True, use_h0=False)
+    ref = np.concatenate([ref_f, ref_b])
+    assert np.abs(y.numpy() - ref).max() < 2e-5 * np.abs(ref).max()
+    assert np.abs(hT.transpose(1, 2).numpy() - h_ref).max() < 2e-5 * np.abs(h_ref).max()
+    with pytest.raises(ValueError, match="even batch"):
+        run_scan(dt_f[:1].contiguous(), f["u"][:1].contiguous(), At, Abt, f["B"][:1],
+                 f["C"][:1], f["D"], None, 3, -1)
+
+
+@needs_numba
 def test_kernel_float32_exp_within_1_5_ulp_and_clamped():
     """The kernel's exp (range reduction + bitcasts) against float64 numpy on [-100, 0]."""
     from numba import njit

@@ -160,9 +160,11 @@ class BiMambaMixer(nn.Module):
     def _fused_params(self) -> dict:
         """What ``_forward_fused`` reads, in the kernels' layouts: ``At``/``Abt`` (S, E) =
         ``-exp(A_log)`` transposed, ``D`` (and ``D_b``), the conv taps ``taps`` (K, E) and
-        ``conv_bias`` (and ``_b``) as float32 numpy arrays; the dt biases ``bias`` (and
-        ``bias_b``) as float32 tensors; the projection weights as they are (``w_in``, ``w_x``,
-        ``w_dt``, ``w_out``, and ``_b``). Cached; rebuilt when any source parameter is replaced
+        ``conv_bias`` (and ``_b``) as float32 numpy arrays; the dt bias ``bias`` as a float32
+        tensor; the projection weights as they are (``w_in``, ``w_x``, ``w_dt``, ``w_out``);
+        for v2 the two branches' x and dt projections and dt biases stacked, transposed for
+        ``bmm`` (``w_x_pair`` (2, E, R+2S), ``w_dt_pair`` (2, R, E), ``bias_pair`` (2, 1, E)).
+        Cached; rebuilt when any source parameter is replaced
         or changed in place (its version counter). The check reads the parameter dicts
         directly: ``nn.Module.__getattr__`` and ``get_parameter`` cost more than the small
         matmuls of a streaming hop."""
@@ -189,10 +191,15 @@ class BiMambaMixer(nn.Module):
                           if self.kind != "none" else out["At"])
             if self.kind == "v2":
                 out.update({"D_b": f32["D_b"].contiguous().numpy(),
-                            "bias_b": f32["dt_proj_b.bias"].contiguous(),
                             "taps_b": conv_weight_taps(f32["conv1d_b.weight"]),
-                            "conv_bias_b": f32["conv1d_b.bias"].contiguous().numpy(),
-                            "w_x_b": src["x_proj_b.weight"], "w_dt_b": src["dt_proj_b.weight"]})
+                            "conv_bias_b": f32["conv1d_b.bias"].contiguous().numpy()})
+                # both branches' projections stacked for one bmm each (_fused_v2_branches)
+                out["w_x_pair"] = torch.stack([f32["x_proj.weight"].t(),
+                                               f32["x_proj_b.weight"].t()]).contiguous()
+                out["w_dt_pair"] = torch.stack([f32["dt_proj.weight"].t(),
+                                                f32["dt_proj_b.weight"].t()]).contiguous()
+                out["bias_pair"] = torch.stack([f32["dt_proj.bias"],
+                                                f32["dt_proj_b.bias"]]).unsqueeze(1).contiguous()
         self._fused_cache = (key, out)
         return out
 
@@ -200,24 +207,45 @@ class BiMambaMixer(nn.Module):
                        split: int | None) -> tuple[torch.Tensor, MixerState]:
         """``forward`` for float32 CPU inference (same contract and arithmetic up to float32
         rounding): the numba conv (``conv_fused_cpu``) and scan kernels called directly with
-        this layer's cached parameters (``v1``: both scan directions in one call)."""
+        this layer's cached parameters. ``v1``: both scan directions in one call. ``v2``: the
+        two branches stacked on the batch axis (forward rows, then backward rows): one conv
+        call, one batched matmul per projection, one softplus and one scan call for both,
+        where a streaming hop's 56-token windows would otherwise pay each op's dispatch
+        twice."""
         prm = self._fused_params()
         xz = F.linear(a, prm["w_in"])
         z = xz[..., self.d_inner:]
-        xc, conv_mid = conv1d_silu_fused(xz, prm["taps"], prm["conv_bias"],
-                                         conv_state=None if state is None else state.conv,
-                                         state_at=split)
-        delta, Bm, Cm = self._ssm_inputs(xc, prm["w_x"], prm["w_dt"], prm["bias"])
+        conv_state = None if state is None else state.conv
         h0t = None if state is None else state.ssm.transpose(1, 2).contiguous()
-        y, hmid, hT = scan_fused_cpu.run_scan(
-            softplus_like_cuda(delta), xc, prm["At"], prm["Abt"], Bm, Cm, prm["D"], h0t,
-            2 if self.kind == "v1" else 0, -1 if split is None else int(split))
+        at = -1 if split is None else int(split)
         if self.kind == "v2":
-            xcb, _ = conv1d_silu_fused(xz, prm["taps_b"], prm["conv_bias_b"], reverse=True)
-            delta_b, Bb, Cb = self._ssm_inputs(xcb, prm["w_x_b"], prm["w_dt_b"], prm["bias_b"])
-            y_b, _, _ = scan_fused_cpu.run_scan(softplus_like_cuda(delta_b), xcb, prm["Abt"],
-                                                prm["Abt"], Bb, Cb, prm["D_b"], None, 1, -1)
-            y = y.add_(y_b).mul_(0.5)
+            y, hmid, hT, conv_mid = self._fused_v2_branches(xz, prm, conv_state, h0t, split)
+        else:
+            xc, conv_mid = conv1d_silu_fused(xz, prm["taps"], prm["conv_bias"],
+                                             conv_state=conv_state, state_at=split)
+            delta, Bm, Cm = self._ssm_inputs(xc, prm["w_x"], prm["w_dt"], prm["bias"])
+            y, hmid, hT = scan_fused_cpu.run_scan(
+                softplus_like_cuda(delta), xc, prm["At"], prm["Abt"], Bm, Cm, prm["D"], h0t,
+                2 if self.kind == "v1" else 0, at)
         out = F.linear(y.mul_(F.silu(z)), prm["w_out"])
         h = hT if split is None else hmid
         return out, MixerState(conv=conv_mid, ssm=h.transpose(1, 2))
+
+    def _fused_v2_branches(self, xz: torch.Tensor, prm: dict, conv_state: torch.Tensor | None,
+                           h0t: torch.Tensor | None, split: int | None
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A v2 layer's two branches on (2B, L, .) stacks: returns ``((y_f + y_b) / 2 (B, L, E),
+        hmid, hT, conv state)``."""
+        batch, length = xz.shape[0], xz.shape[1]
+        E, R, S = self.d_inner, self.dt_rank, self.d_state
+        xcs, conv_mid = conv1d_silu_fused(xz, prm["taps"], prm["conv_bias"],
+                                          conv_state=conv_state, state_at=split,
+                                          taps_b=prm["taps_b"], bias_b=prm["conv_bias_b"])
+        x_dbl = torch.bmm(xcs.view(2, batch * length, E), prm["w_x_pair"])
+        delta = torch.baddbmm(prm["bias_pair"], x_dbl[..., :R], prm["w_dt_pair"])
+        x_dbl = x_dbl.view(2 * batch, length, R + 2 * S)
+        y2, hmid, hT = scan_fused_cpu.run_scan(
+            softplus_like_cuda(delta.view(2 * batch, length, E)), xcs, prm["At"], prm["Abt"],
+            x_dbl[..., R:R + S], x_dbl[..., R + S:], prm["D"], h0t, 3,
+            -1 if split is None else int(split), prm["D_b"])
+        return torch.add(y2[:batch], y2[batch:]).mul_(0.5), hmid, hT, conv_mid

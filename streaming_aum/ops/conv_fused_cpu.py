@@ -47,47 +47,61 @@ if HAVE_NUMBA:
         sig = r if a >= np.float32(0.0) else (e * r if a > _EXP_F32_LO else np.float32(0.0))
         return a * sig
 
-    @njit(fastmath=KERNEL_FASTMATH, cache=True, nogil=True, error_model="numpy")
-    def _conv_silu_kernel(x, state, wt, bias, out, new_state, state_at,
-                          reverse):  # pragma: no cover - compiled
-        """x: (nb, L, >= E) f32 C-contiguous, the conv input in channels ``0..E-1``; wt:
-        (K, E) taps (``wt[k] = weight[:, k]``); bias: (E,); out: (nb, L, E).
-
-        ``reverse=False``: causal from ``state`` (nb, K-1, E), the K-1 inputs before ``x``;
-        ``new_state`` (nb, K-1, E) gets the last K-1 inputs after the first ``state_at``
-        inputs. ``reverse=True``: anti-causal from zeros after the end,
-        ``out[t] = act(bias + sum_k wt[k] * x[t + K-1 - k])`` (taps in the flipped causal
-        conv's order); ``state`` and ``new_state`` are not used."""
-        prefer_512_bit_vectors()
-        nb, L = x.shape[0], x.shape[1]
+    @njit(fastmath=KERNEL_FASTMATH, nogil=True, inline="always", error_model="numpy")
+    def _conv_row(x, b, state, wt, bias, out, ob, reverse):  # pragma: no cover - compiled
+        """out[ob] = silu(conv of x[b, :, :E]): causal from state[b] or anti-causal."""
+        L = x.shape[1]
         K, E = wt.shape
         lag = K - 1
-        for b in range(nb):
-            for t in range(L):
-                for e in range(E):
-                    out[b, t, e] = bias[e]
-                for k in range(K):
-                    if reverse:
-                        src = t + lag - k
-                        if src < L:
-                            for e in range(E):
-                                out[b, t, e] += wt[k, e] * x[b, src, e]
+        for t in range(L):
+            for e in range(E):
+                out[ob, t, e] = bias[e]
+            for k in range(K):
+                if reverse:
+                    src = t + lag - k
+                    if src < L:
+                        for e in range(E):
+                            out[ob, t, e] += wt[k, e] * x[b, src, e]
+                else:
+                    src = t - lag + k
+                    if src >= 0:
+                        for e in range(E):
+                            out[ob, t, e] += wt[k, e] * x[b, src, e]
                     else:
-                        src = t - lag + k
-                        if src >= 0:
-                            for e in range(E):
-                                out[b, t, e] += wt[k, e] * x[b, src, e]
-                        else:
-                            for e in range(E):
-                                out[b, t, e] += wt[k, e] * state[b, lag + src, e]
+                        for e in range(E):
+                            out[ob, t, e] += wt[k, e] * state[b, lag + src, e]
+            for e in range(E):
+                out[ob, t, e] = _silu_f32(out[ob, t, e])
+
+    @njit(fastmath=KERNEL_FASTMATH, cache=True, nogil=True, error_model="numpy")
+    def _conv_silu_kernel(x, state, wt, bias, wt_b, bias_b, out, new_state, state_at,
+                          mode):  # pragma: no cover - compiled
+        """x: (nb, L, >= E) f32 C-contiguous, the conv input in channels ``0..E-1``; wt,
+        wt_b: (K, E) taps (``wt[k] = weight[:, k]``); bias, bias_b: (E,).
+
+        ``mode`` 0: causal from ``state`` (nb, K-1, E), the K-1 inputs before ``x``, into
+        ``out`` (nb, L, E); ``new_state`` (nb, K-1, E) gets the last K-1 inputs after the first
+        ``state_at`` inputs. 1: anti-causal from zeros after the end,
+        ``out[t] = act(bias + sum_k wt[k] * x[t + K-1 - k])`` (taps in the flipped causal
+        conv's order); ``state``/``new_state`` unused. 2 (v2, both branches): mode 0 with
+        ``wt``/``bias`` into ``out[:nb]``, then mode 1 with ``wt_b``/``bias_b`` into
+        ``out[nb:]`` (``out`` (2 nb, L, E))."""
+        prefer_512_bit_vectors()
+        nb = x.shape[0]
+        lag = wt.shape[0] - 1
+        E = wt.shape[1]
+        for b in range(nb):
+            if mode == 1:
+                _conv_row(x, b, state, wt, bias, out, b, True)
+                continue
+            _conv_row(x, b, state, wt, bias, out, b, False)
+            if mode == 2:
+                _conv_row(x, b, state, wt_b, bias_b, out, nb + b, True)
+            for i in range(lag):  # input index state_at - lag + i of the extended sequence
+                src = state_at - lag + i
                 for e in range(E):
-                    out[b, t, e] = _silu_f32(out[b, t, e])
-            if not reverse:
-                for i in range(lag):  # input index state_at - lag + i of the extended sequence
-                    src = state_at - lag + i
-                    for e in range(E):
-                        new_state[b, i, e] = (x[b, src, e] if src >= 0
-                                              else state[b, lag + src, e])
+                    new_state[b, i, e] = (x[b, src, e] if src >= 0
+                                          else state[b, lag + src, e])
 
 
 def conv_weight_taps(weight: torch.Tensor) -> np.ndarray:
@@ -100,15 +114,19 @@ def conv_weight_taps(weight: torch.Tensor) -> np.ndarray:
 
 def conv1d_silu_fused(xz: torch.Tensor, taps: np.ndarray, bias: np.ndarray, *,
                       conv_state: torch.Tensor | None = None, reverse: bool = False,
-                      state_at: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                      state_at: int | None = None, taps_b: np.ndarray | None = None,
+                      bias_b: np.ndarray | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """SiLU of the depthwise conv of ``xz[..., :E]`` (E = ``taps.shape[1]``), one kernel call.
 
     xz: contiguous float32 (B, L, >= E) (the in-projection's output; only its first E
     channels are read); taps (K, E) and bias (E,): float32 numpy (``conv_weight_taps``).
     ``reverse=False``: causal from ``conv_state`` (B, K-1, E) (None: zeros), returns
     ``(out (B, L, E), new_state (B, K-1, E))``, the state after the first ``state_at`` inputs
-    (default all), as ``dispatch.causal_conv1d``. ``reverse=True``: anti-causal from zeros after
-    the end (the v2 backward branch), returns ``(out, None)``.
+    (default all), as ``dispatch.causal_conv1d``. With ``taps_b``/``bias_b`` (a v2 layer's
+    backward conv) ``out`` is (2B, L, E): the causal conv, then the anti-causal conv with
+    those taps, stacked on the batch axis. ``reverse=True``: anti-causal from zeros after the
+    end (the v2 backward branch), returns ``(out, None)``.
     """
     if not HAVE_NUMBA:  # pragma: no cover
         raise RuntimeError("the fused CPU conv needs numba; use dispatch.causal_conv1d")
@@ -122,16 +140,21 @@ def conv1d_silu_fused(xz: torch.Tensor, taps: np.ndarray, bias: np.ndarray, *,
     at = length if state_at is None else int(state_at)
     if not 0 <= at <= length:
         raise ValueError(f"state_at must be in [0, {length}], got {state_at}")
-    out = torch.empty(batch, length, E, dtype=torch.float32)
+    pair = taps_b is not None
+    if pair and (reverse or bias_b is None or taps_b.shape != taps.shape):
+        raise ValueError("taps_b/bias_b (the v2 pair) need reverse=False, bias_b and taps of "
+                         f"shape {taps.shape}")
+    out = torch.empty(2 * batch if pair else batch, length, E, dtype=torch.float32)
     if reverse:
         dummy = np.zeros((batch, K - 1, E), np.float32)
-        _conv_silu_kernel(xz.numpy(), dummy, taps, bias, out.numpy(), dummy, 0, True)
+        _conv_silu_kernel(xz.numpy(), dummy, taps, bias, taps, bias, out.numpy(), dummy, 0, 1)
         return out, None
     if conv_state is None:
         state = np.zeros((batch, K - 1, E), np.float32)
     else:
         state = conv_state.detach().float().contiguous().numpy()
     new_state = torch.empty(batch, K - 1, E, dtype=torch.float32)
-    _conv_silu_kernel(xz.numpy(), state, taps, bias, out.numpy(), new_state.numpy(), at,
-                      False)
+    _conv_silu_kernel(xz.numpy(), state, taps, bias, taps_b if pair else taps,
+                      bias_b if pair else bias, out.numpy(), new_state.numpy(), at,
+                      2 if pair else 0)
     return out, new_state

@@ -50,6 +50,10 @@ Tried and not kept (2026-11-26, measured on the 2-core dev machine; notes for th
   is how kernel variants should be compared here: process-to-process timings swing +-30%.)
 * (Kept later: ``BiMambaMixer._forward_fused`` calls ``run_scan`` directly with cached
   ``-exp(A_log)`` layouts; 5-7% per streaming hop in a same-process A/B, both models.)
+* (Kept later: the conv + SiLU as its own numba kernel, ``conv_fused_cpu``; and mode 3, a
+  v2 layer's two branches stacked on the batch axis so that one conv call, one batched
+  matmul per projection, one softplus and one scan call serve both: ~5% per streaming hop of
+  the default model in a hop-by-hop interleaved A/B, identical probabilities to 6e-8.)
 
 The state ``h`` and the decay are float32, as in the CUDA kernel.
 Float32 only; other dtypes go to the reference path (see ``dispatch``).
@@ -140,8 +144,8 @@ if HAVE_NUMBA:
         return p * _f32_from_bits((k + np.int32(127)) << np.int32(23))
 
     @njit(fastmath=KERNEL_FASTMATH, nogil=True, inline="always")
-    def _scan_body(dt, u, Af, Ab, Bm, Cm, D, h0, mode, state_at, y, hmid, hT, lo, hi,
-                   S):  # pragma: no cover - compiled
+    def _scan_body(dt, u, Af, Ab, Bm, Cm, D, Db, h0, mode, state_at, y, hmid, hT, lo,
+                   hi, S):  # pragma: no cover - compiled
         """The kernel (see ``_scan_kernel``) for ``S`` states. Inlined into the two entry
         points below, so that for ``S = 16`` (every AuM model) the state count is a
         compile-time constant.
@@ -151,6 +155,7 @@ if HAVE_NUMBA:
         with separate arrays LLVM could not prove that a store to ``h`` leaves ``a`` and
         ``dt`` unchanged, and fell back to scalar code for the 16-lane loops (1.5x slower)."""
         nb, L, E = u.shape
+        nh = h0.shape[0]  # rows with a forward pass (mode 3: the first half)
         nblk = (E + LANES - 1) // LANES
         HS = S * LANES
         AO = HS
@@ -165,21 +170,23 @@ if HAVE_NUMBA:
             b = idx // nblk
             e0 = (idx - b * nblk) * LANES
             w = min(LANES, E - e0)
+            back = mode == 3 and b >= nh  # mode 3's second half: the backward branch
             for j in range(LANES):
                 buf[DK + j] = 0.0
             for j in range(w):
-                buf[DK + j] = D[e0 + j]
+                buf[DK + j] = Db[e0 + j] if back else D[e0 + j]
             for p in range(npass):
-                rev = mode == 1 or p == 1
-                A = Ab if p == 1 else Af
+                rev = mode == 1 or p == 1 or back
+                fwd = p == 0 and not back  # the pass that starts from h0 and writes states
+                A = Ab if p == 1 or back else Af
                 for k in range(2 * HS):
                     buf[k] = 0.0  # padding lanes: decay rate 0 (decay 1), input 0, state 0
                 for s in range(S):
                     for j in range(w):
                         buf[AO + s * LANES + j] = A[s, e0 + j]
-                        if p == 0:
+                        if fwd:
                             buf[s * LANES + j] = h0[b, s, e0 + j]
-                if p == 0 and state_at == 0:
+                if fwd and state_at == 0:
                     for s in range(S):
                         for j in range(w):
                             hmid[b, s, e0 + j] = buf[s * LANES + j]
@@ -209,41 +216,44 @@ if HAVE_NUMBA:
                     else:
                         for j in range(w):
                             y[b, t, e0 + j] += buf[AC + j] + buf[DK + j] * buf[UV + j]
-                    if p == 0 and step + 1 == state_at:
+                    if fwd and step + 1 == state_at:
                         for s in range(S):
                             for j in range(w):
                                 hmid[b, s, e0 + j] = buf[s * LANES + j]
-                if p == 0:
+                if fwd:
                     for s in range(S):
                         for j in range(w):
                             hT[b, s, e0 + j] = buf[s * LANES + j]
 
     @njit(fastmath=KERNEL_FASTMATH, cache=True, nogil=True)
-    def _scan_kernel_s16(dt, u, Af, Ab, Bm, Cm, D, h0, mode, state_at, y, hmid, hT, lo,
+    def _scan_kernel_s16(dt, u, Af, Ab, Bm, Cm, D, Db, h0, mode, state_at, y, hmid, hT, lo,
                          hi):  # pragma: no cover - compiled
         prefer_512_bit_vectors()
-        _scan_body(dt, u, Af, Ab, Bm, Cm, D, h0, mode, state_at, y, hmid, hT, lo, hi, 16)
+        _scan_body(dt, u, Af, Ab, Bm, Cm, D, Db, h0, mode, state_at, y, hmid, hT, lo, hi, 16)
 
     @njit(fastmath=KERNEL_FASTMATH, cache=True, nogil=True)
-    def _scan_kernel_any(dt, u, Af, Ab, Bm, Cm, D, h0, mode, state_at, y, hmid, hT, lo,
+    def _scan_kernel_any(dt, u, Af, Ab, Bm, Cm, D, Db, h0, mode, state_at, y, hmid, hT, lo,
                          hi):  # pragma: no cover - compiled
         prefer_512_bit_vectors()
-        _scan_body(dt, u, Af, Ab, Bm, Cm, D, h0, mode, state_at, y, hmid, hT, lo, hi,
+        _scan_body(dt, u, Af, Ab, Bm, Cm, D, Db, h0, mode, state_at, y, hmid, hT, lo, hi,
                    Af.shape[0])
 
-    def _scan_kernel(dt, u, Af, Ab, Bm, Cm, D, h0, mode, state_at, y, hmid, hT, lo, hi):
-        """One layer-direction (or both v1 directions) of the selective scan.
+    def _scan_kernel(dt, u, Af, Ab, Bm, Cm, D, Db, h0, mode, state_at, y, hmid, hT, lo, hi):
+        """One layer-direction (or both directions of a v1 or v2 layer) of the selective scan.
 
-        dt (after softplus), u, y: (nb, L, E) f32; D: (E,) f32; Af, Ab: (S, E) f32; Bm, Cm:
-        (nb, L, S) f32 (any strides); h0, hmid, hT: (nb, S, E) f32. ``dt * u`` is formed here.
-        ``mode`` 0: forward from ``h0`` with ``Af``; 1: reverse from ``h0`` with ``Af``; 2:
-        forward as 0, then reverse from zeros with ``Ab`` on the same inputs, added to ``y``
-        (v1). Every pass adds its ``D u`` skip. ``hT``: the first pass's last state; ``hmid``:
-        the forward state after ``state_at`` steps (``state_at`` < 0: not written). Over
+        dt (after softplus), u, y: (nb, L, E) f32; D, Db: (E,) f32; Af, Ab: (S, E) f32; Bm,
+        Cm: (nb, L, S) f32 (any strides); h0, hmid, hT: (nh, S, E) f32 (nh = nb, or nb / 2 in
+        mode 3). ``dt * u`` is formed here. ``mode`` 0: forward from ``h0`` with ``Af``; 1:
+        reverse from ``h0`` with ``Af``; 2: forward as 0, then reverse from zeros with ``Ab``
+        on the same inputs, added to ``y`` (v1); 3 (v2, both branches in one call): rows
+        ``0..nh-1`` forward as 0, rows ``nh..nb-1`` (the backward branch's own dt, u, B, C)
+        reverse from zeros with ``Ab`` and ``Db``. Every pass adds its ``D u`` skip (``Db``
+        for mode 3's reverse rows). ``hT``: the forward pass's last state; ``hmid``: the
+        forward state after ``state_at`` steps (``state_at`` < 0: not written). Over
         (batch, channel-block) items ``lo..hi-1``. Releases the GIL.
         """
         kernel = _scan_kernel_s16 if Af.shape[0] == 16 else _scan_kernel_any
-        kernel(dt, u, Af, Ab, Bm, Cm, D, h0, mode, state_at, y, hmid, hT, lo, hi)
+        kernel(dt, u, Af, Ab, Bm, Cm, D, Db, h0, mode, state_at, y, hmid, hT, lo, hi)
 
 
 _MAX_THREADS = 64
@@ -321,22 +331,28 @@ def _as_numpy(t: torch.Tensor | np.ndarray) -> np.ndarray:
 
 def run_scan(dt: torch.Tensor, u: torch.Tensor, At: torch.Tensor | np.ndarray,
              Abt: torch.Tensor | np.ndarray, B: torch.Tensor, C: torch.Tensor,
-             D: torch.Tensor | np.ndarray, h0t: torch.Tensor | None, mode: int, state_at: int
+             D: torch.Tensor | np.ndarray, h0t: torch.Tensor | None, mode: int, state_at: int,
+             D_b: torch.Tensor | np.ndarray | None = None
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Allocate the outputs and run ``_scan_kernel`` over (batch, channel-block) items.
 
-    dt (after softplus), u: contiguous (nb, L, E) float32; At, Abt (S, E) and D (E,)
+    dt (after softplus), u: contiguous (nb, L, E) float32; At, Abt (S, E) and D, D_b (E,)
     contiguous, as tensors or numpy arrays (a layer's cached parameters,
-    ``BiMambaMixer._fused_params``); B, C (nb, L, S) any strides; h0t (nb, S, E) or None
-    (zeros). Returns ``(y, hmid, hT)``, the states in the kernel's (nb, S, E) layout."""
+    ``BiMambaMixer._fused_params``); B, C (nb, L, S) any strides; h0t (nh, S, E) or None
+    (zeros). ``mode`` as ``_scan_kernel``; for mode 3 (v2) the rows are the forward branch's
+    ``nh = nb / 2`` rows, then the backward branch's, and ``D_b`` is its skip (default ``D``).
+    Returns ``(y (nb, L, E), hmid, hT)``, the states (nh, S, E) in the kernel's layout."""
     batch, length, channels = u.shape
     states = At.shape[0]
+    if mode == 3 and batch % 2:
+        raise ValueError(f"mode 3 stacks the two v2 branches: an even batch, got {batch}")
+    nh = batch // 2 if mode == 3 else batch
     y = torch.empty(batch, length, channels, dtype=torch.float32)
-    hmid = torch.zeros(batch, states, channels, dtype=torch.float32)
-    hT = torch.empty(batch, states, channels, dtype=torch.float32)
+    hmid = torch.zeros(nh, states, channels, dtype=torch.float32)
+    hT = torch.empty(nh, states, channels, dtype=torch.float32)
     if h0t is None:
-        h0t = torch.zeros(batch, states, channels, dtype=torch.float32)
-    arrays = [_as_numpy(t) for t in (dt, u, At, Abt, B, C, D, h0t)]
+        h0t = torch.zeros(nh, states, channels, dtype=torch.float32)
+    arrays = [_as_numpy(t) for t in (dt, u, At, Abt, B, C, D, D if D_b is None else D_b, h0t)]
     args = (*arrays, int(mode), int(state_at), y.numpy(), hmid.numpy(), hT.numpy())
     items = batch * ((channels + LANES - 1) // LANES)
     run_split(_scan_kernel, args, items, serial=length * channels < _MIN_PARALLEL_WORK)
