@@ -232,7 +232,14 @@ class StreamingRuntime:
             return []
         spec = frames[: n_cols * FRAMES_PER_PATCH].unsqueeze(0)
         with torch.inference_mode():
-            tokens, _ = self.model.embed_tokens(spec)  # (1, n_cols * F', D), time-major
+            # one column per call (1, n_cols * F', D), time-major: the inference path's patch
+            # embedding is a matmul whose rounding depends on its row count, so embedding the
+            # columns a chunk happens to complete together would make hops depend on the
+            # chunking; one at a time they are bit-identical for any chunking (P1, P5)
+            cols = [self.model.embed_tokens(spec[:, c * FRAMES_PER_PATCH:
+                                                 (c + 1) * FRAMES_PER_PATCH])[0]
+                    for c in range(n_cols)]
+            tokens = cols[0] if n_cols == 1 else torch.cat(cols, dim=1)
         pending = torch.cat([self._new_tokens, tokens], dim=1)
         step = self.hop_columns * self.rows
         results = []

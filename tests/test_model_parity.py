@@ -203,3 +203,30 @@ def test_mixer_fused_inference_path_equals_generic_path(kind, monkeypatch):
     out_g3, _ = run(False)
     torch.testing.assert_close(out_f3, 2 * out_f2, atol=4e-6, rtol=0)
     torch.testing.assert_close(out_f3, out_g3, atol=4e-6, rtol=0)
+
+
+def test_patch_embed_unfolded_matmul_equals_the_convolution():
+    """The CPU inference path's matmul form of the patch embedding against the Conv2d (and a
+    float64 conv), trailing frames/bins that do not fill a patch included; it is the path taken
+    under no_grad on float32 CPU input, the convolution otherwise."""
+    from streaming_aum.model.embed import PatchEmbed
+
+    torch.manual_seed(0)
+    pe = PatchEmbed(16, 24)
+    for shape in [(2, 16, 128), (1, 100, 128), (3, 1024, 130)]:
+        x = torch.randn(*shape)
+        conv = pe.proj(x.unsqueeze(1).transpose(2, 3))
+        with torch.no_grad():
+            fast = pe(x)
+            conv64 = torch.nn.functional.conv2d(x.double().unsqueeze(1).transpose(2, 3),
+                                                pe.proj.weight.double(), pe.proj.bias.double(),
+                                                stride=16)
+        assert fast.shape == conv.shape == (shape[0], 24, shape[2] // 16, shape[1] // 16)
+        torch.testing.assert_close(fast, conv.detach(), atol=2e-6, rtol=1e-6)
+        assert (fast.double() - conv64).abs().max() < 2e-6
+        assert torch.equal(pe.forward_unfolded(x).detach(), fast)  # the no_grad path is this
+    def boom(*_):
+        raise AssertionError("matmul form used with gradients on")
+
+    pe.forward_unfolded = boom  # with gradients (training) the convolution runs
+    assert torch.equal(pe(x), conv)

@@ -40,8 +40,9 @@ How each figure is obtained (every (model, clip) runs in its own fresh child pro
   ``scan_kernel_s`` is the wall time inside the numba kernel (calls running on several threads
   at once count once), ``scan_torch_s`` the rest of the scan calls (softplus, ``dt * u``, layout
   copies, the D skip, thread hand-off). The mixer's fused inference path (``_forward_fused``)
-  calls ``scan_fused_cpu.run_scan`` and ``softplus_like_cuda`` itself: both count as scan (nested
-  calls of the generic path once). With ``--max-others`` a disturbed profiled forward is
+  calls ``scan_fused_cpu.run_scan`` and ``softplus_fused`` itself: both count as scan (nested
+  calls of the generic path once); its ``conv1d_silu_fused`` counts as conv, a v2 layer's
+  stacked ``pair_projections`` as x/dt projections, the ``gated_output`` gate as rest. With ``--max-others`` a disturbed profiled forward is
   redone like a timed one; ``breakdown["others"]`` is its share of other processes.
 """
 
@@ -293,7 +294,9 @@ def _aum_stage_timers(model: Any, clock: _StageClock) -> Iterator[None]:
         (mixer_mod, "selective_scan"): mixer_mod.selective_scan,
         (mixer_mod, "causal_conv1d"): mixer_mod.causal_conv1d,
         (mixer_mod, "F"): mixer_mod.F,
-        (mixer_mod, "softplus_like_cuda"): mixer_mod.softplus_like_cuda,
+        (mixer_mod, "softplus_fused"): mixer_mod.softplus_fused,
+        (mixer_mod, "conv1d_silu_fused"): mixer_mod.conv1d_silu_fused,
+        (mixer_mod, "pair_projections"): mixer_mod.pair_projections,
         (scan_fused_cpu, "run_scan"): scan_fused_cpu.run_scan,
     }
     if scan_fused_cpu.HAVE_NUMBA:
@@ -305,8 +308,10 @@ def _aum_stage_timers(model: Any, clock: _StageClock) -> Iterator[None]:
         # "scan" as intervals: the generic path's selective_scan calls run_scan inside
         mixer_mod.selective_scan = clock.wrap_wall("scan", mixer_mod.selective_scan)
         scan_fused_cpu.run_scan = clock.wrap_wall("scan", scan_fused_cpu.run_scan)
-        mixer_mod.softplus_like_cuda = clock.wrap_wall("scan", mixer_mod.softplus_like_cuda)
+        mixer_mod.softplus_fused = clock.wrap_wall("scan", mixer_mod.softplus_fused)
         mixer_mod.causal_conv1d = clock.wrap("conv", mixer_mod.causal_conv1d)
+        mixer_mod.conv1d_silu_fused = clock.wrap("conv", mixer_mod.conv1d_silu_fused)
+        mixer_mod.pair_projections = clock.wrap("x_dt_proj", mixer_mod.pair_projections)
         mixer_mod.F = _LinearByWeight(mixer_mod.F, clock, names)
         if scan_fused_cpu.HAVE_NUMBA:
             # the kernel may run on several pool threads at once: count its wall time

@@ -16,9 +16,10 @@ always starts from zeros at the end of what it is given, as at the end of an off
 Inference on float32 CPU tensors with the fused scan (``dispatch.fused_inference_path``) takes
 ``_forward_fused``: the same arithmetic in fewer calls (the conv + SiLU as one numba kernel
 reading the in-projection's output in place, the dt bias inside the dt projection, the scan
-kernel called directly, ``-exp(A_log)``, the conv taps and the kernel layouts of the SSM
-parameters cached per layer until a parameter changes, in-place gate). A streaming hop runs each layer on
-a few dozen tokens, where every separate torch op costs more in dispatch than in arithmetic.
+kernel called directly, softplus and the ``silu(z)`` gate as vectorised numba passes
+(``pointwise_cpu``), ``-exp(A_log)``, the conv taps and the kernel layouts of the SSM
+parameters cached per layer until a parameter changes). A streaming hop runs each layer on a
+few dozen tokens, where every separate torch op costs more in dispatch than in arithmetic.
 """
 
 from __future__ import annotations
@@ -33,8 +34,20 @@ from torch import nn
 from ..ops import causal_conv1d, selective_scan
 from ..ops import scan_fused_cpu
 from ..ops.conv_fused_cpu import conv1d_silu_fused, conv_weight_taps
+from ..ops.pointwise_cpu import gated_output, softplus_fused
 from ..ops.dispatch import fused_inference_path
-from ..ops.scan_reference import softplus_like_cuda
+
+
+def pair_projections(xcs: torch.Tensor, w_x_pair: torch.Tensor, w_dt_pair: torch.Tensor,
+                     bias_pair: torch.Tensor, dt_rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A v2 layer's x and dt projections for both branches at once (one ``bmm``, one
+    ``baddbmm``). xcs (2B, L, E): forward rows, then backward rows; w_x_pair (2, E, R+2S),
+    w_dt_pair (2, R, E), bias_pair (2, 1, E). Returns ``(delta (2B, L, E) with the dt bias,
+    x_dbl (2B, L, R+2S))``."""
+    rows, length, E = xcs.shape
+    x_dbl = torch.bmm(xcs.view(2, rows // 2 * length, E), w_x_pair)
+    delta = torch.baddbmm(bias_pair, x_dbl[..., :dt_rank], w_dt_pair)
+    return delta.view(rows, length, E), x_dbl.view(rows, length, -1)
 
 
 @dataclass
@@ -214,10 +227,8 @@ class BiMambaMixer(nn.Module):
         twice."""
         prm = self._fused_params()
         xz = F.linear(a, prm["w_in"])
-        z = xz[..., self.d_inner:]
         conv_state = None if state is None else state.conv
         h0t = None if state is None else state.ssm.transpose(1, 2).contiguous()
-        at = -1 if split is None else int(split)
         if self.kind == "v2":
             y, hmid, hT, conv_mid = self._fused_v2_branches(xz, prm, conv_state, h0t, split)
         else:
@@ -225,27 +236,25 @@ class BiMambaMixer(nn.Module):
                                              conv_state=conv_state, state_at=split)
             delta, Bm, Cm = self._ssm_inputs(xc, prm["w_x"], prm["w_dt"], prm["bias"])
             y, hmid, hT = scan_fused_cpu.run_scan(
-                softplus_like_cuda(delta), xc, prm["At"], prm["Abt"], Bm, Cm, prm["D"], h0t,
-                2 if self.kind == "v1" else 0, at)
-        out = F.linear(y.mul_(F.silu(z)), prm["w_out"])
+                softplus_fused(delta), xc, prm["At"], prm["Abt"], Bm, Cm, prm["D"], h0t,
+                2 if self.kind == "v1" else 0, -1 if split is None else int(split))
+        out = F.linear(gated_output(y, xz, pair=self.kind == "v2"), prm["w_out"])
         h = hT if split is None else hmid
         return out, MixerState(conv=conv_mid, ssm=h.transpose(1, 2))
 
     def _fused_v2_branches(self, xz: torch.Tensor, prm: dict, conv_state: torch.Tensor | None,
                            h0t: torch.Tensor | None, split: int | None
                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """A v2 layer's two branches on (2B, L, .) stacks: returns ``((y_f + y_b) / 2 (B, L, E),
-        hmid, hT, conv state)``."""
-        batch, length = xz.shape[0], xz.shape[1]
-        E, R, S = self.d_inner, self.dt_rank, self.d_state
+        """A v2 layer's two branches on (2B, L, .) stacks: returns ``(y (2B, L, E): the forward
+        rows, then the backward rows, hmid, hT, conv state)``."""
+        R, S = self.dt_rank, self.d_state
         xcs, conv_mid = conv1d_silu_fused(xz, prm["taps"], prm["conv_bias"],
                                           conv_state=conv_state, state_at=split,
                                           taps_b=prm["taps_b"], bias_b=prm["conv_bias_b"])
-        x_dbl = torch.bmm(xcs.view(2, batch * length, E), prm["w_x_pair"])
-        delta = torch.baddbmm(prm["bias_pair"], x_dbl[..., :R], prm["w_dt_pair"])
-        x_dbl = x_dbl.view(2 * batch, length, R + 2 * S)
+        delta, x_dbl = pair_projections(xcs, prm["w_x_pair"], prm["w_dt_pair"],
+                                        prm["bias_pair"], R)
         y2, hmid, hT = scan_fused_cpu.run_scan(
-            softplus_like_cuda(delta.view(2 * batch, length, E)), xcs, prm["At"], prm["Abt"],
-            x_dbl[..., R:R + S], x_dbl[..., R + S:], prm["D"], h0t, 3,
-            -1 if split is None else int(split), prm["D_b"])
-        return torch.add(y2[:batch], y2[batch:]).mul_(0.5), hmid, hT, conv_mid
+            softplus_fused(delta), xcs, prm["At"], prm["Abt"], x_dbl[..., R:R + S],
+            x_dbl[..., R + S:], prm["D"], h0t, 3, -1 if split is None else int(split),
+            prm["D_b"])
+        return y2, hmid, hT, conv_mid

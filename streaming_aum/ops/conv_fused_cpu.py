@@ -9,9 +9,10 @@ the carried state without concatenating, and writes the conv output, its SiLU an
 state in one call.
 
 Numerics: ``acc = bias + sum_k w[k] * x[t - (K-1) + k]``, oldest tap first (the order of
-``causal_conv1d_reference`` and of ``F.conv1d``), each step a fused multiply-add;
-``silu(a) = a * sigmoid(a)`` with ``sigmoid`` from ``exp(-|a|)`` (the scan kernel's
-vectorised float32 ``exp_f32_nonpos``), so no exp can overflow. Per element within a few ulp
+``causal_conv1d_reference`` and of ``F.conv1d``), each step a multiply then an add (no FMA
+fusion: see ``pointwise_cpu.POINTWISE_FASTMATH``);
+``silu`` is ``pointwise_cpu.silu_f32`` (``sigmoid`` from ``exp(-|a|)`` with the scan
+kernel's vectorised float32 exp, so no exp can overflow). Per element within a few ulp
 of the PyTorch path (which rounds each multiply-add separately in its tail loops and uses
 Sleef's exp): equal to 1e-6 relative, tested against it and against a float64 loop. Every
 element is computed the same way whatever its position (no tail loop with other rounding),
@@ -33,21 +34,10 @@ from .scan_fused_cpu import HAVE_NUMBA
 if HAVE_NUMBA:
     from numba import njit
 
-    from .scan_fused_cpu import (_EXP_F32_LO, KERNEL_FASTMATH, exp_f32_nonpos,
-                                 prefer_512_bit_vectors)
+    from .pointwise_cpu import POINTWISE_FASTMATH, silu_f32
+    from .scan_fused_cpu import prefer_512_bit_vectors
 
-    @njit(fastmath=KERNEL_FASTMATH, nogil=True, inline="always", error_model="numpy")
-    def _silu_f32(a):  # pragma: no cover - compiled
-        """a * sigmoid(a): sigmoid(a) = 1 / (1 + e) for a >= 0 and e / (1 + e) below, with
-        e = exp(-|a|) in (0, 1] (no overflow). ``exp_f32_nonpos`` clamps at exp(-87), so
-        below -87 the sigmoid is taken as 0 (true value < 1.7e-38): silu(-1e30) is 0, not
-        -1e30 * 1.6e-38."""
-        e = exp_f32_nonpos(-abs(a))
-        r = np.float32(1.0) / (np.float32(1.0) + e)
-        sig = r if a >= np.float32(0.0) else (e * r if a > _EXP_F32_LO else np.float32(0.0))
-        return a * sig
-
-    @njit(fastmath=KERNEL_FASTMATH, nogil=True, inline="always", error_model="numpy")
+    @njit(fastmath=POINTWISE_FASTMATH, nogil=True, inline="always", error_model="numpy")
     def _conv_row(x, b, state, wt, bias, out, ob, reverse):  # pragma: no cover - compiled
         """out[ob] = silu(conv of x[b, :, :E]): causal from state[b] or anti-causal."""
         L = x.shape[1]
@@ -71,9 +61,9 @@ if HAVE_NUMBA:
                         for e in range(E):
                             out[ob, t, e] += wt[k, e] * state[b, lag + src, e]
             for e in range(E):
-                out[ob, t, e] = _silu_f32(out[ob, t, e])
+                out[ob, t, e] = silu_f32(out[ob, t, e])
 
-    @njit(fastmath=KERNEL_FASTMATH, cache=True, nogil=True, error_model="numpy")
+    @njit(fastmath=POINTWISE_FASTMATH, cache=True, nogil=True, error_model="numpy")
     def _conv_silu_kernel(x, state, wt, bias, wt_b, bias_b, out, new_state, state_at,
                           mode):  # pragma: no cover - compiled
         """x: (nb, L, >= E) f32 C-contiguous, the conv input in channels ``0..E-1``; wt,

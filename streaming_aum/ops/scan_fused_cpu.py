@@ -22,8 +22,9 @@ Why this layout and these numerics:
   scalar code for the 16-lane loops. With that and the float32 exp, one base-size scan
   (513 x 1536 x 16) takes 18 ms instead of 25 ms on one thread; the v1 pair of a layer in one
   call 26 ms instead of 2 x 25 ms plus the duplicated torch preparation.
-* ``softplus(delta + bias)`` is one vectorised torch op (an in-kernel float64 softplus did
-  not vectorise and cost 20 ns per element, 7x torch's); ``dt * u`` and the ``D u`` skip are
+* ``softplus(delta + bias)`` is a separate vectorised float32 pass
+  (``pointwise_cpu.softplus_fused``; PyTorch's CPU softplus is not vectorised, and an
+  in-kernel float64 softplus cost 20 ns per element); ``dt * u`` and the ``D u`` skip are
   formed inside the kernel. One call does a whole layer's scan work: for ``v1`` both
   directions (they share dt, u, B and C; only ``A`` differs), for streaming the forward state
   at the frontier (``state_at``) as well. Separate calls repeated the softplus, the copies and
@@ -67,7 +68,6 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from .scan_reference import softplus_like_cuda
 
 try:  # numba is a core dependency, but keep the reference path alive if it is broken
     from llvmlite import ir as llvm_ir
@@ -305,7 +305,9 @@ def selective_scan_fused_cpu(
     At = A.t().contiguous()
     Abt = At if A_b is None else A_b.t().contiguous()
     h0t = None if h0 is None else h0.transpose(1, 2).contiguous()
-    dt = softplus_like_cuda(delta if delta_bias is None else delta + delta_bias).contiguous()
+    from .pointwise_cpu import softplus_fused  # (it imports this module)
+
+    dt = softplus_fused(delta if delta_bias is None else delta + delta_bias)
     y, hmid, hT = run_scan(dt, u.contiguous(), At, Abt, B, C,
                            zeros_e if D is None else D.contiguous(), h0t,
                            mode, -1 if state_at is None else int(state_at))
