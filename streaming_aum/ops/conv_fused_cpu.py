@@ -9,8 +9,9 @@ the carried state without concatenating, and writes the conv output, its SiLU an
 state in one call.
 
 Numerics: ``acc = bias + sum_k w[k] * x[t - (K-1) + k]``, oldest tap first (the order of
-``causal_conv1d_reference`` and of ``F.conv1d``), each step a multiply then an add (no FMA
-fusion: see ``pointwise_cpu.POINTWISE_FASTMATH``);
+``causal_conv1d_reference`` and of ``F.conv1d``), each step one explicit fused multiply-add
+(``pointwise_cpu.fma_f32``: the same rounding in the vector and scalar loops, see
+``POINTWISE_FASTMATH``);
 ``silu`` is ``pointwise_cpu.silu_f32`` (``sigmoid`` from ``exp(-|a|)`` with the scan
 kernel's vectorised float32 exp, so no exp can overflow). Per element within a few ulp
 of the PyTorch path (which rounds each multiply-add separately in its tail loops and uses
@@ -34,7 +35,7 @@ from .scan_fused_cpu import HAVE_NUMBA
 if HAVE_NUMBA:
     from numba import njit
 
-    from .pointwise_cpu import POINTWISE_FASTMATH, silu_f32
+    from .pointwise_cpu import POINTWISE_FASTMATH, fma_f32, silu_f32
     from .scan_fused_cpu import prefer_512_bit_vectors
 
     @njit(fastmath=POINTWISE_FASTMATH, nogil=True, inline="always", error_model="numpy")
@@ -51,15 +52,16 @@ if HAVE_NUMBA:
                     src = t + lag - k
                     if src < L:
                         for e in range(E):
-                            out[ob, t, e] += wt[k, e] * x[b, src, e]
+                            out[ob, t, e] = fma_f32(wt[k, e], x[b, src, e], out[ob, t, e])
                 else:
                     src = t - lag + k
                     if src >= 0:
                         for e in range(E):
-                            out[ob, t, e] += wt[k, e] * x[b, src, e]
+                            out[ob, t, e] = fma_f32(wt[k, e], x[b, src, e], out[ob, t, e])
                     else:
                         for e in range(E):
-                            out[ob, t, e] += wt[k, e] * state[b, lag + src, e]
+                            out[ob, t, e] = fma_f32(wt[k, e], state[b, lag + src, e],
+                                                out[ob, t, e])
             for e in range(E):
                 out[ob, t, e] = silu_f32(out[ob, t, e])
 

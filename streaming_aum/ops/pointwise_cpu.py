@@ -1,10 +1,10 @@
 """Vectorised float32 pointwise functions for the CPU inference path (numba): softplus and SiLU.
 
-Why: PyTorch's CPU ``softplus`` is not vectorised (about 7-12 ns per element on this machine:
-a (2, 56, 192) streaming window 127 us, an AuM-B layer's (1024, 1536) 18.6 ms), and numba's
-own ``exp``/``log1p`` do not vectorise without Intel SVML, which llvmlite's wheels lack. Both
-functions here are built from the scan kernel's float32 ``exp_f32_nonpos`` (one AVX-512
-register per 16 lanes) and polynomials: softplus 27 us / 2.1 ms on those shapes, 5-9x.
+Why: PyTorch's CPU ``softplus`` is not vectorised (3.5-12 ns per element on this machine
+depending on load), and numba's own ``exp``/``log1p`` do not vectorise without Intel SVML,
+which llvmlite's wheels lack. Both functions here are built from the scan kernel's float32
+exp (range reduction and polynomial, ``exp_f32_nonpos_fma``: one AVX-512 register per 16
+lanes) and polynomials.
 
 Numerics (tested against float64):
 
@@ -15,6 +15,8 @@ Numerics (tested against float64):
   ``1.6e-38`` (the true value is smaller still: both are 0 for any use as a step size).
 * ``silu(a) = a * sigmoid(a)``, ``sigmoid`` from ``exp(-|a|)`` (no overflow), and 0 below
   -87 (true value below 1.7e-38).
+* Bit-reproducible: the same inputs give the same bits wherever the arrays lie in memory
+  (see ``POINTWISE_FASTMATH``; tested).
 
 ``error_model="numpy"`` lets the divisions vectorise (numba's default checks each division
 for zero, which keeps it scalar).
@@ -34,23 +36,54 @@ _MIN_PARALLEL = 65_536  # elements below which one thread beats the hand-off
 if HAVE_NUMBA:
     from numba import njit
 
-    from .scan_fused_cpu import _EXP_F32_LO, exp_f32_nonpos, prefer_512_bit_vectors
+    from numba import types
+    from numba.extending import intrinsic
 
-    # No "contract" (FMA fusion) and no "arcp"/"afn": these kernels loop over a variable
-    # number of elements, so LLVM emits a vector body, a scalar remainder and a scalar
-    # fallback taken when a runtime check cannot rule out overlapping arrays (it compares
-    # addresses). With FMA fusion the two forms rounded differently (the exp's magic-number
-    # rounding fused in one, not the other), so an element's value depended on where the
-    # arrays happened to lie in memory: a streaming hop was not bit-reproducible (caught by
-    # the P5 snapshot test). Plain IEEE operations give the same bits in every form.
+    from .scan_fused_cpu import (_EXP_F32_LO, _LN2_HI, _LN2_LO, _LOG2E, _MAGIC, _MAGIC_BITS,
+                                 _f32_bits, _f32_from_bits, prefer_512_bit_vectors)
+
+    # No "contract" (FMA fusion left to LLVM) and no "arcp"/"afn": these kernels loop over a
+    # variable number of elements, so LLVM emits a vector body, a scalar remainder and a
+    # scalar fallback taken when a runtime check on the arrays' addresses cannot rule out
+    # overlap. With fusion left to the backend the forms rounded differently, so about 2% of
+    # calls gave other last bits depending on where the arrays lay in memory: a streaming hop
+    # was not bit-reproducible (the P5 snapshot test failed at random). The multiply-adds
+    # that matter for speed are explicit ``fma_f32`` calls instead: one rounding, the same in
+    # every form.
     POINTWISE_FASTMATH = {"nnan", "ninf", "nsz"}
+
+    @intrinsic
+    def fma_f32(typingctx, a, b, c):  # pragma: no cover - compiled
+        """a * b + c with one rounding (``llvm.fma.f32``; vectorises to vfmadd)."""
+        def codegen(context, builder, signature, args):
+            return builder.fma(*args)
+        return types.float32(types.float32, types.float32, types.float32), codegen
+
+    @njit(fastmath=POINTWISE_FASTMATH, nogil=True, inline="always", error_model="numpy")
+    def exp_f32_nonpos_fma(x):  # pragma: no cover - compiled
+        """``scan_fused_cpu.exp_f32_nonpos`` (same reduction, polynomial and clamp at -87)
+        with every multiply-add an explicit FMA, for kernels compiled without fusion."""
+        x = max(x, _EXP_F32_LO)
+        tm = fma_f32(x, _LOG2E, _MAGIC)
+        kf = tm - _MAGIC
+        r = fma_f32(-kf, _LN2_HI, x)
+        r = fma_f32(-kf, _LN2_LO, r)
+        p = np.float32(1.9875691500e-4)
+        p = fma_f32(p, r, np.float32(1.3981999507e-3))
+        p = fma_f32(p, r, np.float32(8.3334519073e-3))
+        p = fma_f32(p, r, np.float32(4.1665795894e-2))
+        p = fma_f32(p, r, np.float32(1.6666665459e-1))
+        p = fma_f32(p, r, np.float32(5.0000001201e-1))
+        p = fma_f32(p, r * r, r) + np.float32(1.0)
+        k = _f32_bits(tm) - _MAGIC_BITS
+        return p * _f32_from_bits((k + np.int32(127)) << np.int32(23))
 
     @njit(fastmath=POINTWISE_FASTMATH, nogil=True, inline="always", error_model="numpy")
     def silu_f32(a):  # pragma: no cover - compiled
         """a * sigmoid(a): sigmoid(a) = 1 / (1 + e) for a >= 0 and e / (1 + e) below, with
         e = exp(-|a|) in (0, 1]. ``exp_f32_nonpos`` clamps at exp(-87), so below -87 the
         sigmoid is taken as 0: silu(-1e30) is 0, not -1e30 * 1.6e-38."""
-        e = exp_f32_nonpos(-abs(a))
+        e = exp_f32_nonpos_fma(-abs(a))
         r = np.float32(1.0) / (np.float32(1.0) + e)
         sig = r if a >= np.float32(0.0) else (e * r if a > _EXP_F32_LO else np.float32(0.0))
         return a * sig
@@ -58,18 +91,18 @@ if HAVE_NUMBA:
     @njit(fastmath=POINTWISE_FASTMATH, nogil=True, inline="always", error_model="numpy")
     def softplus_f32(v):  # pragma: no cover - compiled
         """softplus with threshold 20 (see the module docstring)."""
-        e = exp_f32_nonpos(-abs(v))
+        e = exp_f32_nonpos_fma(-abs(v))
         s = e / (np.float32(2.0) + e)  # log1p(e) = 2 atanh(s), s in (0, 1/3]
         s2 = s * s
         p = np.float32(1.0 / 15.0)
-        p = p * s2 + np.float32(1.0 / 13.0)
-        p = p * s2 + np.float32(1.0 / 11.0)
-        p = p * s2 + np.float32(1.0 / 9.0)
-        p = p * s2 + np.float32(1.0 / 7.0)
-        p = p * s2 + np.float32(1.0 / 5.0)
-        p = p * s2 + np.float32(1.0 / 3.0)
-        p = p * s2 + np.float32(1.0)
-        r = max(v, np.float32(0.0)) + np.float32(2.0) * s * p
+        p = fma_f32(p, s2, np.float32(1.0 / 13.0))
+        p = fma_f32(p, s2, np.float32(1.0 / 11.0))
+        p = fma_f32(p, s2, np.float32(1.0 / 9.0))
+        p = fma_f32(p, s2, np.float32(1.0 / 7.0))
+        p = fma_f32(p, s2, np.float32(1.0 / 5.0))
+        p = fma_f32(p, s2, np.float32(1.0 / 3.0))
+        p = fma_f32(p, s2, np.float32(1.0))
+        r = fma_f32(np.float32(2.0) * s, p, max(v, np.float32(0.0)))
         return v if v > np.float32(_SOFTPLUS_THRESHOLD) else r
 
     @njit(fastmath=POINTWISE_FASTMATH, cache=True, nogil=True, error_model="numpy")
