@@ -55,6 +55,13 @@ Tried and not kept (2026-11-26, measured on the 2-core dev machine; notes for th
   v2 layer's two branches stacked on the batch axis so that one conv call, one batched
   matmul per projection, one softplus and one scan call serve both: ~5% per streaming hop of
   the default model in a hop-by-hop interleaved A/B, identical probabilities to 6e-8.)
+* (Kept later: softplus and the ``silu(z)`` gate as separate vectorised passes,
+  ``pointwise_cpu``. Lesson from it: a numba loop over a variable number of elements has a
+  vector body and scalar fallback loops chosen at run time, partly by the arrays' addresses;
+  with ``contract`` in the fastmath flags they fused multiply-adds differently, so results
+  changed in the last bit with memory placement. Those kernels use explicit FMAs and no
+  ``contract``. This kernel's vector loops are over the constant 16 lanes of the flat
+  scratch buffer (one form only): it was checked bit-reproducible under random placement.)
 
 The state ``h`` and the decay are float32, as in the CUDA kernel.
 Float32 only; other dtypes go to the reference path (see ``dispatch``).
