@@ -187,7 +187,9 @@ def causal_conv1d(
     backward branch: causal on the flipped sequence), with zeros after the end; the returned
     state is that of the flipped sequence.
     One path for every device and dtype: ``causal_conv1d_reference`` (K shifted
-    multiply-adds, channels-last, already vectorised by PyTorch).
+    multiply-adds, channels-last, already vectorised by PyTorch). The mixer's float32 CPU
+    inference path (``fused_inference_path``) calls the numba kernel of ``conv_fused_cpu``
+    instead, tested against this function.
     """
     if reverse:
         if conv_state is None:  # the v2 backward branch: no flipped copies
