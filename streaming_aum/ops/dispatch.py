@@ -82,9 +82,10 @@ def resolve_backend(u: torch.Tensor, *params: torch.Tensor | None) -> str:
 
 
 def fused_inference_path(x: torch.Tensor) -> bool:
-    """Whether a mixer may call the fused CPU kernel directly (``BiMambaMixer._forward_fused``)
+    """Whether a mixer may call the fused CPU kernels directly (``BiMambaMixer._forward_fused``)
     for activations ``x``: no gradient recording, and ``resolve_backend`` picks ``fused`` for
-    them (so a backend setting that cannot serve ``x`` raises its error here)."""
+    them (so a backend setting that cannot serve ``x`` raises its error here). The one switch
+    of the CPU inference path: the patch embedding's matmul form follows it too."""
     return not torch.is_grad_enabled() and resolve_backend(x) == "fused"
 
 
