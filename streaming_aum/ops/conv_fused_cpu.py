@@ -10,14 +10,14 @@ state in one call.
 
 Numerics: ``acc = bias + sum_k w[k] * x[t - (K-1) + k]``, oldest tap first (the order of
 ``causal_conv1d_reference`` and of ``F.conv1d``), each step one explicit fused multiply-add
-(``pointwise_cpu.fma_f32``: the same rounding in the vector and scalar loops, see
-``POINTWISE_FASTMATH``);
-``silu`` is ``pointwise_cpu.silu_f32`` (``sigmoid`` from ``exp(-|a|)`` with the scan
-kernel's vectorised float32 exp, so no exp can overflow). Per element within a few ulp
-of the PyTorch path (which rounds each multiply-add separately in its tail loops and uses
-Sleef's exp): equal to 1e-6 relative, tested against it and against a float64 loop. Every
-element is computed the same way whatever its position (no tail loop with other rounding),
-so a streaming window and the offline sequence get identical values for identical inputs.
+(``pointwise_cpu.fma_f32``); ``silu`` is ``pointwise_cpu.silu_f32`` (``sigmoid`` from
+``exp(-|a|)`` with the scan kernel's vectorised float32 exp, so no exp can overflow). Per
+element within a few ulp of the PyTorch path (which rounds each multiply-add separately in
+its tail loops and uses Sleef's exp): equal to 1e-6 relative, tested against it and against a
+float64 loop. Every element is computed the same way whatever its position and wherever the
+arrays lie in memory (explicit FMAs, no optional fusion: ``pointwise_cpu.POINTWISE_FASTMATH``;
+both tested), so a streaming window and the offline sequence get identical values for
+identical inputs.
 
 Channels are the vector lanes (channels-last); ``error_model="numpy"`` lets the SiLU's division
 vectorise (numba's default checks each division for zero, which keeps it scalar).
