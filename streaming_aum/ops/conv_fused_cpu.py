@@ -10,7 +10,7 @@ state in one call.
 
 Numerics: ``acc = bias + sum_k w[k] * x[t - (K-1) + k]``, oldest tap first (the order of
 ``causal_conv1d_reference`` and of ``F.conv1d``), each step one explicit fused multiply-add
-(``pointwise_cpu.fma_f32``); ``silu`` is ``pointwise_cpu.silu_f32`` (``sigmoid`` from
+(``scan_fused_cpu.fma_f32``); ``silu`` is ``pointwise_cpu.silu_f32`` (``sigmoid`` from
 ``exp(-|a|)`` with the scan kernel's vectorised float32 exp, so no exp can overflow). Per
 element within a few ulp of the PyTorch path (which rounds each multiply-add separately in
 its tail loops and uses Sleef's exp): equal to 1e-6 relative, tested against it and against a
@@ -35,8 +35,8 @@ from .scan_fused_cpu import HAVE_NUMBA
 if HAVE_NUMBA:
     from numba import njit
 
-    from .pointwise_cpu import POINTWISE_FASTMATH, fma_f32, silu_f32
-    from .scan_fused_cpu import prefer_512_bit_vectors
+    from .pointwise_cpu import POINTWISE_FASTMATH, silu_f32
+    from .scan_fused_cpu import fma_f32, prefer_512_bit_vectors
 
     @njit(fastmath=POINTWISE_FASTMATH, nogil=True, inline="always", error_model="numpy")
     def _conv_row(x, b, state, wt, bias, out, ob, reverse):  # pragma: no cover - compiled

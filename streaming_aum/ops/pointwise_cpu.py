@@ -3,7 +3,7 @@
 Why: PyTorch's CPU ``softplus`` is not vectorised (3.5-12 ns per element on this machine
 depending on load), and numba's own ``exp``/``log1p`` do not vectorise without Intel SVML,
 which llvmlite's wheels lack. Both functions here are built from the scan kernel's float32
-exp (range reduction and polynomial, ``exp_f32_nonpos_fma``: one AVX-512 register per 16
+exp (range reduction and polynomial, ``exp_f32_nonpos``: one AVX-512 register per 16
 lanes) and polynomials.
 
 Numerics (tested against float64):
@@ -36,11 +36,7 @@ _MIN_PARALLEL = 65_536  # elements below which one thread beats the hand-off
 if HAVE_NUMBA:
     from numba import njit
 
-    from numba import types
-    from numba.extending import intrinsic
-
-    from .scan_fused_cpu import (_EXP_F32_LO, _LN2_HI, _LN2_LO, _LOG2E, _MAGIC, _MAGIC_BITS,
-                                 _f32_bits, _f32_from_bits, prefer_512_bit_vectors)
+    from .scan_fused_cpu import _EXP_F32_LO, exp_f32_nonpos, fma_f32, prefer_512_bit_vectors
 
     # No "contract" (FMA fusion left to LLVM) and no "arcp"/"afn": these kernels loop over a
     # variable number of elements, so LLVM emits a vector body, a scalar remainder and a
@@ -52,38 +48,12 @@ if HAVE_NUMBA:
     # every form.
     POINTWISE_FASTMATH = {"nnan", "ninf", "nsz"}
 
-    @intrinsic
-    def fma_f32(typingctx, a, b, c):  # pragma: no cover - compiled
-        """a * b + c with one rounding (``llvm.fma.f32``; vectorises to vfmadd)."""
-        def codegen(context, builder, signature, args):
-            return builder.fma(*args)
-        return types.float32(types.float32, types.float32, types.float32), codegen
-
-    @njit(fastmath=POINTWISE_FASTMATH, nogil=True, inline="always", error_model="numpy")
-    def exp_f32_nonpos_fma(x):  # pragma: no cover - compiled
-        """``scan_fused_cpu.exp_f32_nonpos`` (same reduction, polynomial and clamp at -87)
-        with every multiply-add an explicit FMA, for kernels compiled without fusion."""
-        x = max(x, _EXP_F32_LO)
-        tm = fma_f32(x, _LOG2E, _MAGIC)
-        kf = tm - _MAGIC
-        r = fma_f32(-kf, _LN2_HI, x)
-        r = fma_f32(-kf, _LN2_LO, r)
-        p = np.float32(1.9875691500e-4)
-        p = fma_f32(p, r, np.float32(1.3981999507e-3))
-        p = fma_f32(p, r, np.float32(8.3334519073e-3))
-        p = fma_f32(p, r, np.float32(4.1665795894e-2))
-        p = fma_f32(p, r, np.float32(1.6666665459e-1))
-        p = fma_f32(p, r, np.float32(5.0000001201e-1))
-        p = fma_f32(p, r * r, r) + np.float32(1.0)
-        k = _f32_bits(tm) - _MAGIC_BITS
-        return p * _f32_from_bits((k + np.int32(127)) << np.int32(23))
-
     @njit(fastmath=POINTWISE_FASTMATH, nogil=True, inline="always", error_model="numpy")
     def silu_f32(a):  # pragma: no cover - compiled
         """a * sigmoid(a): sigmoid(a) = 1 / (1 + e) for a >= 0 and e / (1 + e) below, with
         e = exp(-|a|) in (0, 1]. ``exp_f32_nonpos`` clamps at exp(-87), so below -87 the
         sigmoid is taken as 0: silu(-1e30) is 0, not -1e30 * 1.6e-38."""
-        e = exp_f32_nonpos_fma(-abs(a))
+        e = exp_f32_nonpos(-abs(a))
         r = np.float32(1.0) / (np.float32(1.0) + e)
         sig = r if a >= np.float32(0.0) else (e * r if a > _EXP_F32_LO else np.float32(0.0))
         return a * sig
@@ -91,7 +61,7 @@ if HAVE_NUMBA:
     @njit(fastmath=POINTWISE_FASTMATH, nogil=True, inline="always", error_model="numpy")
     def softplus_f32(v):  # pragma: no cover - compiled
         """softplus with threshold 20 (see the module docstring)."""
-        e = exp_f32_nonpos_fma(-abs(v))
+        e = exp_f32_nonpos(-abs(v))
         s = e / (np.float32(2.0) + e)  # log1p(e) = 2 atanh(s), s in (0, 1/3]
         s2 = s * s
         p = np.float32(1.0 / 15.0)

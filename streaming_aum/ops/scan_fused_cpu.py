@@ -128,25 +128,36 @@ if HAVE_NUMBA:
             return context.get_dummy_value()
         return types.none(), codegen
 
+    @intrinsic
+    def fma_f32(typingctx, a, b, c):  # pragma: no cover - compiled
+        """a * b + c with one rounding (``llvm.fma.f32``; vectorises to vfmadd). Explicit, so
+        that the rounding does not depend on whether LLVM chooses to fuse (see
+        ``pointwise_cpu.POINTWISE_FASTMATH``)."""
+        def codegen(context, builder, signature, args):
+            return builder.fma(*args)
+        return types.float32(types.float32, types.float32, types.float32), codegen
+
     @njit(fastmath=KERNEL_FASTMATH, cache=True, nogil=True, inline="always")
     def exp_f32_nonpos(x):  # pragma: no cover - compiled
         """exp(x) for float32 x <= 0, within 1.4 ulp: x = k ln2 + r, |r| <= ln2 / 2 (k by the
         magic-number rounding, r by Cody-Waite), exp(r) by Cephes' degree-7 expf polynomial,
         2^k by writing k into the exponent bits. Clamped at -87 (no denormals, no overflow
         for any step size). All float32 arithmetic and bitcasts: 16 lanes per AVX-512
-        instruction, where a float64 exp gets 8."""
+        instruction, where a float64 exp gets 8. Every multiply-add an explicit FMA (the
+        fusions LLVM made here under ``contract`` anyway), so it rounds the same in kernels
+        compiled with or without fusion."""
         x = max(x, _EXP_F32_LO)
-        tm = x * _LOG2E + _MAGIC
+        tm = fma_f32(x, _LOG2E, _MAGIC)
         kf = tm - _MAGIC
-        r = x - kf * _LN2_HI
-        r = r - kf * _LN2_LO
+        r = fma_f32(-kf, _LN2_HI, x)
+        r = fma_f32(-kf, _LN2_LO, r)
         p = np.float32(1.9875691500e-4)
-        p = p * r + np.float32(1.3981999507e-3)
-        p = p * r + np.float32(8.3334519073e-3)
-        p = p * r + np.float32(4.1665795894e-2)
-        p = p * r + np.float32(1.6666665459e-1)
-        p = p * r + np.float32(5.0000001201e-1)
-        p = p * (r * r) + r + np.float32(1.0)
+        p = fma_f32(p, r, np.float32(1.3981999507e-3))
+        p = fma_f32(p, r, np.float32(8.3334519073e-3))
+        p = fma_f32(p, r, np.float32(4.1665795894e-2))
+        p = fma_f32(p, r, np.float32(1.6666665459e-1))
+        p = fma_f32(p, r, np.float32(5.0000001201e-1))
+        p = fma_f32(p, r * r, r) + np.float32(1.0)
         k = _f32_bits(tm) - _MAGIC_BITS
         return p * _f32_from_bits((k + np.int32(127)) << np.int32(23))
 
