@@ -42,8 +42,9 @@ How each figure is obtained (every (model, clip) runs in its own fresh child pro
   copies, the D skip, thread hand-off). The mixer's fused inference path (``_forward_fused``)
   calls ``scan_fused_cpu.run_scan`` and ``softplus_fused`` itself: both count as scan (nested
   calls of the generic path once); its ``conv1d_silu_fused`` counts as conv, a v2 layer's
-  stacked ``pair_projections`` as x/dt projections, the ``gated_output`` gate as rest. With ``--max-others`` a disturbed profiled forward is
-  redone like a timed one; ``breakdown["others"]`` is its share of other processes.
+  stacked ``pair_projections`` as x/dt projections, the ``gated_output`` gate as rest. With
+  ``--max-others`` a disturbed profiled forward is redone like a timed one;
+  ``breakdown["others"]`` is its share of other processes.
 """
 
 from __future__ import annotations
