@@ -109,3 +109,5 @@ def test_fused_conv_rejects_what_it_cannot_run():
         conv1d_silu_fused(torch.zeros(1, 5, 6), taps, bias)
     with pytest.raises(ValueError, match="state_at"):
         conv1d_silu_fused(torch.zeros(1, 5, 8), taps, bias, state_at=6)
+    with pytest.raises(ValueError, match=r"conv_state has shape \(1, 2, 8\)"):
+        conv1d_silu_fused(torch.zeros(1, 5, 8), taps, bias, conv_state=torch.zeros(1, 2, 8))

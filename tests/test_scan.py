@@ -122,6 +122,8 @@ def test_run_scan_v2_pair_mode_equals_two_calls_and_explicit_loops(E, at):
     ref = np.concatenate([ref_f, ref_b])
     assert np.abs(y.numpy() - ref).max() < 2e-5 * np.abs(ref).max()
     assert np.abs(hT.transpose(1, 2).numpy() - h_ref).max() < 2e-5 * np.abs(h_ref).max()
+    with pytest.raises(ValueError, match=r"h0t has shape"):  # the kernel reads h0t unchecked
+        run_scan(dt_f.contiguous(), f["u"], At, At, f["B"], f["C"], f["D"], h0t[:, :8], 0, -1)
     with pytest.raises(ValueError, match="even batch"):
         run_scan(dt_f[:1].contiguous(), f["u"][:1].contiguous(), At, Abt, f["B"][:1],
                  f["C"][:1], f["D"], None, 3, -1)

@@ -143,6 +143,9 @@ def conv1d_silu_fused(xz: torch.Tensor, taps: np.ndarray, bias: np.ndarray, *,
         return out, None
     if conv_state is None:
         state = np.zeros((batch, K - 1, E), np.float32)
+    elif tuple(conv_state.shape) != (batch, K - 1, E):  # the kernel does not bounds-check
+        raise ValueError(f"conv_state has shape {tuple(conv_state.shape)}; this conv needs "
+                         f"({batch}, {K - 1}, {E})")
     else:
         state = conv_state.detach().float().contiguous().numpy()
     new_state = torch.empty(batch, K - 1, E, dtype=torch.float32)

@@ -372,6 +372,9 @@ def run_scan(dt: torch.Tensor, u: torch.Tensor, At: torch.Tensor | np.ndarray,
     hT = torch.empty(nh, states, channels, dtype=torch.float32)
     if h0t is None:
         h0t = torch.zeros(nh, states, channels, dtype=torch.float32)
+    elif tuple(h0t.shape) != (nh, states, channels):  # the kernel does not bounds-check
+        raise ValueError(f"h0t has shape {tuple(h0t.shape)}; this scan needs "
+                         f"({nh}, {states}, {channels})")
     arrays = [_as_numpy(t) for t in (dt, u, At, Abt, B, C, D, D if D_b is None else D_b, h0t)]
     args = (*arrays, int(mode), int(state_at), y.numpy(), hmid.numpy(), hT.numpy())
     items = batch * ((channels + LANES - 1) // LANES)
