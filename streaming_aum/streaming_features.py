@@ -32,7 +32,10 @@ import torch
 from streaming_aum.audio_constants import FRAME_SAMPLES, HOP_SAMPLES, N_MELS, SAMPLE_RATE, num_frames
 from streaming_aum.audio_io import check_finite, check_sample_rate, to_float32
 from streaming_aum.errors import AudioInputError, StreamStateError
-from streaming_aum.features import NormLike, NormStats, kaldi_fbank, normalize, resolve_norm
+from streaming_aum.features import (NormLike, NormStats, kaldi_fbank_unchecked, normalize,
+                                    resolve_norm)
+from streaming_aum.ops.fbank_fused_cpu import fbank_frames_fused
+from streaming_aum.ops.scan_fused_cpu import HAVE_NUMBA
 
 __all__ = [
     "StreamStateError",
@@ -154,14 +157,24 @@ class StreamingFbank:
         x = _chunk_to_float32(chunk)
         return self._push_validated(x)
 
-    def _push_validated(self, x: torch.Tensor) -> torch.Tensor:
+    def _push_validated(self, x: torch.Tensor, norm: NormStats | None = None) -> torch.Tensor:
+        """``push`` of validated float32 samples; ``norm``: return the frames normalised."""
         buf = torch.cat([self._buffer, x]) if x.numel() else self._buffer
         k = num_frames(buf.numel())
         if k == 0:
             frames = torch.zeros(0, N_MELS, dtype=torch.float32)
         else:
             used = (k - 1) * HOP_SAMPLES + FRAME_SAMPLES
-            frames = kaldi_fbank(buf[:used], remove_clip_dc=False)
+            # the samples were validated on the way in (_chunk_to_float32): no second check.
+            # The fused form (ops.fbank_fused_cpu: 4 calls, not ~14 ops) equals the op-for-op
+            # path to ~1e-7 in the log domain and is chunk-invariant: each frame is computed
+            # from its own samples alone, the same way whatever else is in the call
+            if HAVE_NUMBA:
+                frames = fbank_frames_fused(buf[:used], mean=None if norm is None else norm.mean,
+                                            std=None if norm is None else norm.std)
+            else:  # pragma: no cover
+                frames = kaldi_fbank_unchecked(buf[:used])
+                frames = frames if norm is None else normalize(frames, norm)
             buf = buf[k * HOP_SAMPLES :].clone()  # clone: do not pin the whole chunk's storage
         self._buffer = buf
         self._frames_emitted += k
@@ -456,7 +469,7 @@ class StreamingFrontEnd:
         x = _chunk_to_float32(chunk)
         if self._resampler is not None:
             x = self._resampler._push_validated(x)
-        return self._finish_frames(self._fbank._push_validated(x))
+        return self._fbank._push_validated(x, self.norm)
 
     def flush(self) -> torch.Tensor:
         """End of stream: frames completed by the resampler's tail (``(k, N_MELS)``, often k = 0)."""
@@ -466,7 +479,7 @@ class StreamingFrontEnd:
         if self._resampler is None:
             return self._finish_frames(self._fbank.flush())
         tail = self._resampler.flush()
-        return self._finish_frames(self._fbank._push_validated(tail))
+        return self._fbank._push_validated(tail, self.norm)
 
     def state_dict(self) -> dict[str, Any]:
         """Snapshot: ``{"input_rate", "finished", "fbank": {...}, "resampler": {...} or absent}``."""

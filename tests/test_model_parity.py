@@ -230,3 +230,67 @@ def test_patch_embed_unfolded_matmul_equals_the_convolution():
 
     pe.forward_unfolded = boom  # with gradients (training) the convolution runs
     assert torch.equal(pe(x), conv)
+
+
+@pytest.mark.parametrize("kind", ["none", "v1", "v2"])
+def test_inference_path_embedding_and_residual_stream_equal_the_generic_path(kind, monkeypatch):
+    """A streaming-layout model on the float32 inference path (tokens unfolded straight into
+    time-major order; residual adds and RMSNorms as fused numba calls) against the generic
+    modules (conv patch embedding, grid permutes, torch RMSNorm) and float64: tokens, final
+    features and forward states with a carried state and a split. A forward hook on a norm
+    or on the patch embedding sends the call through the modules, so the hook still fires."""
+    import streaming_aum.model.audio_mamba as am
+    from streaming_aum.model.mixer import MixerState
+
+    cfg = AuMConfig(embed_dim=32, depth=3, num_classes=5, mixer=kind, token_order="time_major",
+                    pos_embed="freq_rows", class_token="none")
+    model = perturbed_model(cfg, seed=7)
+    fbank = torch.randn(1, 50, 128)  # 3 columns, 2 trailing frames dropped
+    states = [MixerState(conv=0.5 * torch.randn(1, 3, 64), ssm=0.5 * torch.randn(1, 64, 16))
+              for _ in range(cfg.depth)]
+
+    def run(fused: bool, m=model, x=fbank, st=states):
+        monkeypatch.setattr(am, "fused_inference_path",
+                            am.fused_inference_path if fused else (lambda _: False))
+        with torch.no_grad():
+            tokens, _ = m.embed_tokens(x)
+            out, new = m.run_layers(tokens, st, split=8)
+        return tokens, out, new
+
+    real = am.fused_inference_path
+    fused_calls = []
+    norm_kernel, embed_fast = am.add_rmsnorm_fused, am.AudioMamba._embed_streaming_layout
+    monkeypatch.setattr(am, "add_rmsnorm_fused",
+                        lambda *a: fused_calls.append("norm") or norm_kernel(*a))
+    monkeypatch.setattr(am.AudioMamba, "_embed_streaming_layout",
+                        lambda *a: fused_calls.append("embed") or embed_fast(*a))
+    tok_f, out_f, st_f = run(True)
+    assert fused_calls == ["embed"] + ["norm"] * (cfg.depth + 1)  # the fused forms ran
+    fused_calls.clear()
+    tok_g, out_g, st_g = run(False)
+    assert not fused_calls
+    monkeypatch.setattr(am, "fused_inference_path", real)
+    torch.testing.assert_close(tok_f, tok_g, atol=2e-6, rtol=1e-6)
+    torch.testing.assert_close(out_f, out_g, atol=1e-5, rtol=1e-5)
+    for a, b in zip(st_f, st_g):
+        torch.testing.assert_close(a.ssm, b.ssm, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(a.conv, b.conv, atol=1e-5, rtol=1e-5)
+    m64 = perturbed_model(cfg, seed=7).double()
+    st64 = [MixerState(conv=s.conv.double(), ssm=s.ssm.double()) for s in states]
+    with torch.no_grad():
+        tok64, _ = m64.embed_tokens(fbank.double())
+        out64, _ = m64.run_layers(tok64, st64, split=8)
+    assert (out_f.double() - out64).abs().max() < 1e-4
+    assert (tok_f.double() - tok64).abs().max() < 2e-6
+    # hooks: the modules are called, so the hooks see the same values
+    seen = []
+    handles = [model.norm_f.register_forward_hook(lambda m, i, o: seen.append(("norm_f", o))),
+               model.patch_embed.register_forward_hook(lambda m, i, o: seen.append(("pe", o)))]
+    try:
+        tok_h, out_h, _ = run(True)
+    finally:
+        for h in handles:
+            h.remove()
+    assert [k for k, _ in seen] == ["pe", "norm_f"] and not fused_calls
+    torch.testing.assert_close(out_h, out_g, atol=1e-5, rtol=1e-5)
+    assert torch.equal(seen[1][1], out_h)

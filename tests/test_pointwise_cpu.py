@@ -95,3 +95,48 @@ def test_kernels_are_bit_reproducible_wherever_their_arrays_lie():
         got = run(y0.clone(), xz0.clone(), state0.clone())
         for a, b in zip(got, first):
             assert torch.equal(a, b), f"trial {trial}: results depend on memory placement"
+
+
+@pytest.mark.parametrize("D", [96, 37, 16, 5])
+def test_add_rmsnorm_matches_rmsnorm_and_float64(D):
+    """The fused residual add + RMSNorm against model.norm.RMSNorm (float32) and a float64
+    loop, with and without the residual add, for widths that are and are not multiples of the
+    16 partial sums."""
+    from streaming_aum.model.norm import RMSNorm
+    from streaming_aum.ops.rmsnorm_fused_cpu import add_rmsnorm_fused
+
+    g = torch.Generator().manual_seed(D)
+    x = 3 * torch.randn(2, 29, D, generator=g)
+    h = torch.randn(2, 29, D, generator=g)
+    norm = RMSNorm(D, eps=1e-5)
+    with torch.no_grad():
+        norm.weight.copy_(torch.rand(D, generator=g) + 0.5)
+    for hidden in (None, h):
+        res, out = add_rmsnorm_fused(x, hidden, norm.weight, norm.eps)
+        r_ref = x if hidden is None else x + hidden
+        assert torch.equal(res, r_ref)  # the add is one float32 rounding either way
+        with torch.no_grad():
+            torch.testing.assert_close(out, norm(r_ref), rtol=2e-6, atol=1e-7)
+        r64 = r_ref.double()
+        want = r64 / torch.sqrt((r64 ** 2).mean(-1, keepdim=True) + 1e-5) * norm.weight.double()
+        assert (out.double() - want).abs().max() < 2e-6 * want.abs().max()
+    with pytest.raises(ValueError, match="does not match"):
+        add_rmsnorm_fused(x, h[:, :3], norm.weight, 1e-5)
+    with pytest.raises(ValueError, match="float32 CPU"):
+        add_rmsnorm_fused(x.double(), None, norm.weight, 1e-5)
+
+
+def test_add_rmsnorm_is_bit_reproducible_wherever_its_arrays_lie():
+    from streaming_aum.ops.rmsnorm_fused_cpu import add_rmsnorm_fused
+
+    g = torch.Generator().manual_seed(3)
+    x0, h0, w = torch.randn(8, 101, generator=g), torch.randn(8, 101, generator=g), torch.rand(101)
+    ref_r, ref_o = add_rmsnorm_fused(x0, h0, w, 1e-5)
+    keep = []
+    for i in range(300):
+        keep.append(torch.empty(int(torch.randint(1, 5000, (1,), generator=g))))
+        x, h = x0.clone(), h0.clone()
+        r, o = add_rmsnorm_fused(x[:, :], h, w, 1e-5)
+        assert torch.equal(r, ref_r) and torch.equal(o, ref_o), i
+        if len(keep) > 20:
+            keep.pop(0)

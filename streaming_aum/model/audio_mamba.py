@@ -25,7 +25,19 @@ from ..config import AuMConfig
 from ..errors import AudioInputError
 from .embed import PatchEmbed, PosEmbed, grid_to_tokens
 from .mixer import BiMambaMixer, MixerState
+from ..ops.dispatch import fused_inference_path
+from ..ops.rmsnorm_fused_cpu import add_rmsnorm_fused
 from .norm import RMSNorm
+
+
+def _any_hooks(*modules: nn.Module) -> bool:
+    """Whether a forward (pre-)hook, global or on one of ``modules``, would be skipped by a
+    path that computes these modules' outputs without calling them."""
+    from torch.nn.modules import module as module_mod
+
+    if module_mod._global_forward_hooks or module_mod._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
 
 
 class Block(nn.Module):
@@ -107,6 +119,10 @@ class AudioMamba(nn.Module):
         The readout index is the class token's position (``-1`` for double, mean for none).
         """
         cfg = self.config
+        if ((cfg.token_order, cfg.pos_embed, cfg.class_token)
+                == ("time_major", "freq_rows", "none") and fused_inference_path(fbank)
+                and not _any_hooks(self.patch_embed)):
+            return self._embed_streaming_layout(fbank), -1
         grid = self.patch_embed(fbank.to(self.patch_embed.proj.weight.dtype))  # (B, D, F', T')
         _, _, n_rows, n_cols = grid.shape
         pos = self.pos_embed.patch_positions(n_rows, n_cols)  # (F', T', D)
@@ -125,9 +141,31 @@ class AudioMamba(nn.Module):
         at = {"middle": N // 2, "head": 0, "tail": N}[kind]
         return torch.cat([x[:, :at], cls, x[:, at:]], dim=1), at
 
+    def _embed_streaming_layout(self, fbank: torch.Tensor) -> torch.Tensor:
+        """``embed_tokens`` of a streaming-layout model on the inference path: (B, T, F) ->
+        time-major tokens (B, T' * F', D) in one matmul and one add. The patches are unfolded
+        straight into token order (``PatchEmbed.forward_unfolded`` unfolds them frequency-major
+        for the patch grid, which the general path then permutes twice), and each token gets
+        its frequency row's position vector. A streaming hop embeds one column per call,
+        where the general path's dozen reshapes and permutes cost several times the matmul."""
+        P = self.config.patch_size
+        proj = self.patch_embed.proj
+        x = fbank.to(proj.weight.dtype)
+        B, T, F_ = x.shape
+        cols, rows = T // P, F_ // P
+        patches = (x[:, :cols * P, :rows * P].reshape(B, cols, P, rows, P)
+                   .permute(0, 1, 3, 4, 2).reshape(B * cols * rows, P * P))  # (.., f-in, t-in)
+        weight = proj.weight.reshape(proj.weight.shape[0], P * P)
+        tokens = torch.addmm(proj.bias, patches, weight.t()).view(B, cols, rows, -1)
+        pos = self.pos_embed.patch_positions(rows, 1)[:, 0]  # (F', D)
+        return (tokens + pos).view(B, cols * rows, -1)
+
     def run_layers(self, x: torch.Tensor, states: list[MixerState] | None = None,
                    split: int | None = None) -> tuple[torch.Tensor, list[MixerState]]:
         """Residual stream over all layers. x: (B, L, D) -> (norm_f output (B, L, D), states)."""
+        if (x.dtype == torch.float32 and fused_inference_path(x)
+                and not _any_hooks(self.norm_f, *(b.norm for b in self.layers))):
+            return self._run_layers_fused(x, states, split)
         res_dtype = torch.promote_types(x.dtype, torch.float32)
         residual: torch.Tensor | None = None
         hidden = x
@@ -139,6 +177,23 @@ class AudioMamba(nn.Module):
             new_states.append(st)
         residual = hidden.to(res_dtype) if residual is None else residual + hidden.to(res_dtype)
         return self.norm_f(residual).to(x.dtype), new_states
+
+    def _run_layers_fused(self, x: torch.Tensor, states: list[MixerState] | None,
+                          split: int | None) -> tuple[torch.Tensor, list[MixerState]]:
+        """``run_layers`` on the float32 CPU inference path: each residual add and RMSNorm as
+        one numba call (``ops.rmsnorm_fused_cpu``), the mixers on their fused path. Same
+        arithmetic up to float32 summation order in the norms. Not taken while a forward hook
+        watches a norm (the norms are not called as modules here)."""
+        residual = x
+        hidden: torch.Tensor | None = None
+        new_states = []
+        for i, block in enumerate(self.layers):
+            residual, normed = add_rmsnorm_fused(residual, hidden, block.norm.weight,
+                                                 block.norm.eps)
+            hidden, st = block.mixer(normed, None if states is None else states[i], split=split)
+            new_states.append(st)
+        _, out = add_rmsnorm_fused(residual, hidden, self.norm_f.weight, self.norm_f.eps)
+        return out, new_states
 
     def pool(self, tokens: torch.Tensor, readout: int) -> torch.Tensor:
         """(B, L, D) final features -> (B, D) per the class-token mode."""
