@@ -277,7 +277,8 @@ class StreamingRuntime:
                            column_end_sample(last_col) / SAMPLE_RATE, logits,
                            self.model.probabilities(logits), column_logits)
         self._conv, self._ssm = conv, ssm
-        self._stream_sum += out[0, :fin].double().sum(0)
+        if self.pool == "stream":  # (the only reader of the running sum)
+            self._stream_sum += out[0, :fin].double().sum(0)
         self._stream_tokens += fin
         self._window = kept
         self._first_window_column += n_final

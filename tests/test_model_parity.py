@@ -294,3 +294,40 @@ def test_inference_path_embedding_and_residual_stream_equal_the_generic_path(kin
     assert [k for k, _ in seen] == ["pe", "norm_f"] and not fused_calls
     torch.testing.assert_close(out_h, out_g, atol=1e-5, rtol=1e-5)
     assert torch.equal(seen[1][1], out_h)
+
+
+@pytest.mark.parametrize("kind", ["none", "v1", "v2"])
+def test_mixer_serial_fused_path_is_bit_identical_to_the_general_fused_path(kind, monkeypatch):
+    """``_forward_fused_serial`` (a hop-sized call: the kernels on numpy buffers, no wrappers)
+    runs the same kernels on the same inputs as the general fused path: identical bits for
+    outputs and states, with and without a carried state and a split; and a state of the
+    wrong shape is refused before it reaches a kernel (which would not bounds-check it)."""
+    import streaming_aum.model.mixer as mixer_mod
+    from streaming_aum.model.mixer import BiMambaMixer, MixerState
+
+    torch.manual_seed(1)
+    mixer = BiMambaMixer(40, kind=kind).eval()
+    with torch.no_grad():
+        for p in mixer.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    a = torch.randn(2, 13, 40)
+    state = MixerState(conv=torch.randn(2, 3, 80), ssm=torch.randn(2, 80, 16))
+    real = mixer_mod._runs_serially
+    assert real(1, 56, 192, kind == "v2")  # a default-model hop takes the serial path
+    serial_calls = []
+    serial = mixer_mod.BiMambaMixer._forward_fused_serial
+    monkeypatch.setattr(mixer_mod.BiMambaMixer, "_forward_fused_serial",
+                        lambda *args: serial_calls.append(1) or serial(*args))
+    for st, split in ((state, 5), (None, None), (state, 0), (state, 13)):
+        with torch.no_grad():
+            monkeypatch.setattr(mixer_mod, "_runs_serially", lambda *_: True)
+            out_s, st_s = mixer(a, st, split=split)
+            monkeypatch.setattr(mixer_mod, "_runs_serially", lambda *_: False)
+            out_g, st_g = mixer(a, st, split=split)
+        assert torch.equal(out_s, out_g)
+        assert torch.equal(st_s.ssm, st_g.ssm) and torch.equal(st_s.conv, st_g.conv)
+    assert len(serial_calls) == 4
+    monkeypatch.setattr(mixer_mod, "_runs_serially", lambda *_: True)
+    bad = MixerState(conv=torch.randn(2, 2, 80), ssm=torch.randn(2, 80, 16))
+    with torch.no_grad(), pytest.raises(ValueError, match="state shapes"):
+        mixer(a, bad, split=5)

@@ -25,8 +25,10 @@ few dozen tokens, where every separate torch op costs more in dispatch than in a
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -35,7 +37,13 @@ from ..ops import causal_conv1d, selective_scan
 from ..ops import scan_fused_cpu
 from ..ops.conv_fused_cpu import conv1d_silu_fused, conv_weight_taps
 from ..ops.pointwise_cpu import gated_output, softplus_fused
+from ..ops.pointwise_cpu import _BLOCK as SOFTPLUS_BLOCK
+from ..ops.pointwise_cpu import _MIN_PARALLEL as SOFTPLUS_MIN_PARALLEL
 from ..ops.dispatch import fused_inference_path
+
+if scan_fused_cpu.HAVE_NUMBA:  # the fused path is only taken with numba (dispatch)
+    from ..ops.conv_fused_cpu import _conv_silu_kernel
+    from ..ops.pointwise_cpu import _gate_kernel, _softplus_kernel
 
 
 def pair_projections(xcs: torch.Tensor, w_x_pair: torch.Tensor, w_dt_pair: torch.Tensor,
@@ -48,6 +56,21 @@ def pair_projections(xcs: torch.Tensor, w_x_pair: torch.Tensor, w_dt_pair: torch
     x_dbl = torch.bmm(xcs.view(2, rows // 2 * length, E), w_x_pair)
     delta = torch.baddbmm(bias_pair, x_dbl[..., :dt_rank], w_dt_pair)
     return delta.view(rows, length, E), x_dbl.view(rows, length, -1)
+
+
+_DATA_PTR = torch.Tensor.data_ptr
+_VERSION = operator.attrgetter("_version")
+_DTYPE = operator.attrgetter("dtype")
+
+
+def _runs_serially(batch: int, length: int, channels: int, pair: bool) -> bool:
+    """Whether the fused path would run every kernel of this layer call on the calling thread
+    (one torch thread, or work below the thread-split thresholds of ``run_scan`` and
+    ``softplus_fused``): then ``BiMambaMixer._forward_fused_serial`` may call them directly."""
+    rows = 2 * batch if pair else batch
+    return torch.get_num_threads() == 1 or (
+        length * channels < scan_fused_cpu._MIN_PARALLEL_WORK
+        and rows * length * channels < SOFTPLUS_MIN_PARALLEL)
 
 
 @dataclass
@@ -186,7 +209,8 @@ class BiMambaMixer(nn.Module):
         mods = self._modules
         params = [(self if sub is None else mods[sub])._parameters[name]
                   for sub, name in self._fused_src]
-        key = tuple((p.data_ptr(), p._version, p.dtype) for p in params)
+        # C-level maps, not a generator: this runs once per layer call, also on every hop
+        key = (*map(_DATA_PTR, params), *map(_VERSION, params), *map(_DTYPE, params))
         if self._fused_cache is not None and self._fused_cache[0] == key:
             return self._fused_cache[1]
         src = {(name if sub is None else f"{sub}.{name}"): p
@@ -227,6 +251,8 @@ class BiMambaMixer(nn.Module):
         twice."""
         prm = self._fused_params()
         xz = F.linear(a, prm["w_in"])
+        if _runs_serially(a.shape[0], a.shape[1], self.d_inner, self.kind == "v2"):
+            return self._forward_fused_serial(xz, prm, state, split)
         conv_state = None if state is None else state.conv
         h0t = None if state is None else state.ssm.transpose(1, 2).contiguous()
         if self.kind == "v2":
@@ -241,6 +267,63 @@ class BiMambaMixer(nn.Module):
         out = F.linear(gated_output(y, xz, pair=self.kind == "v2"), prm["w_out"])
         h = hT if split is None else hmid
         return out, MixerState(conv=conv_mid, ssm=h.transpose(1, 2))
+
+    def _forward_fused_serial(self, xz: torch.Tensor, prm: dict, state: MixerState | None,
+                              split: int | None) -> tuple[torch.Tensor, MixerState]:
+        """``_forward_fused`` from the in-projection's output ``xz`` (B, L, 2E) on, for work
+        that runs on one thread anyway (a streaming hop's window; ``_runs_serially``): the
+        same kernels with the same inputs, so the same bits, called directly on numpy
+        buffers. The general path's wrappers (argument checks, thread split, tensor
+        allocations; ~15 Python-level steps per kernel) cost more than a hop's kernels do."""
+        B, L = xz.shape[0], xz.shape[1]
+        E, K1, R, S = self.d_inner, self.d_conv - 1, self.dt_rank, self.d_state
+        pair = self.kind == "v2"
+        nb = 2 * B if pair else B
+        at = L if split is None else int(split)
+        if not 0 <= at <= L:
+            raise ValueError(f"split must be in [0, {L}], got {split}")
+        f32 = np.float32
+        if state is None:
+            conv0, h0t = np.zeros((B, K1, E), f32), np.zeros((B, S, E), f32)
+        else:
+            # the kernels do not bounds-check: a wrong state shape must not reach them
+            if tuple(state.conv.shape) != (B, K1, E) or tuple(state.ssm.shape) != (B, E, S):
+                raise ValueError(f"state shapes conv {tuple(state.conv.shape)}, ssm "
+                                 f"{tuple(state.ssm.shape)}; this mixer needs ({B}, {K1}, {E}) "
+                                 f"and ({B}, {E}, {S})")
+            conv0 = state.conv.detach().float().contiguous().numpy()
+            h0t = state.ssm.detach().float().transpose(1, 2).contiguous().numpy()
+        xz_np = xz.numpy()
+        xcs, conv_mid = np.empty((nb, L, E), f32), np.empty((B, K1, E), f32)
+        _conv_silu_kernel(xz_np, conv0, prm["taps"], prm["conv_bias"],
+                          prm["taps_b"] if pair else prm["taps"],
+                          prm["conv_bias_b"] if pair else prm["conv_bias"], xcs, conv_mid, at,
+                          2 if pair else 0)
+        xcs_t = torch.from_numpy(xcs)
+        if pair:
+            delta, x_dbl = pair_projections(xcs_t, prm["w_x_pair"], prm["w_dt_pair"],
+                                            prm["bias_pair"], R)
+        else:
+            delta, Bm, Cm = self._ssm_inputs(xcs_t, prm["w_x"], prm["w_dt"], prm["bias"])
+            x_dbl = None
+        delta_np = delta.numpy()
+        dt = np.empty_like(delta_np)
+        _softplus_kernel(delta_np.reshape(-1), dt.reshape(-1), 0,
+                         (dt.size + SOFTPLUS_BLOCK - 1) // SOFTPLUS_BLOCK)
+        if pair:
+            Bm, Cm = x_dbl[..., R:R + S], x_dbl[..., R + S:]
+        y, hmid, hT = np.empty((nb, L, E), f32), np.zeros((B, S, E), f32), np.empty((B, S, E), f32)
+        kernel = scan_fused_cpu._scan_kernel_s16 if S == 16 else scan_fused_cpu._scan_kernel_any
+        kernel(dt, xcs, prm["At"], prm["Abt"], Bm.numpy(), Cm.numpy(), prm["D"],
+               prm["D_b"] if pair else prm["D"], h0t, 3 if pair else 2 if self.kind == "v1" else 0,
+               -1 if split is None else at, y, hmid, hT, 0,
+               nb * ((E + scan_fused_cpu.LANES - 1) // scan_fused_cpu.LANES))
+        gated = np.empty((B, L, E), f32)
+        _gate_kernel(y, xz_np, gated, pair)
+        out = F.linear(torch.from_numpy(gated), prm["w_out"])
+        h = hT if split is None else hmid
+        return out, MixerState(conv=torch.from_numpy(conv_mid),
+                               ssm=torch.from_numpy(h).transpose(1, 2))
 
     def _fused_v2_branches(self, xz: torch.Tensor, prm: dict, conv_state: torch.Tensor | None,
                            h0t: torch.Tensor | None, split: int | None
