@@ -31,6 +31,7 @@ from .audio_constants import (FRAME_SAMPLES, FRAMES_PER_PATCH, SAMPLE_RATE, SAMP
                               column_end_sample)
 from .audio_io import check_sample_rate
 from .errors import ConfigError
+from .hop_plan import HopPlan, plan_applies
 from .model import AudioMamba, MixerState
 from .offline import features_for_model, model_norm
 from .streaming_features import (StreamingFrontEnd, StreamingResampler, StreamStateError,
@@ -133,6 +134,7 @@ class StreamingRuntime:
         self.rows = cfg.freq_patches  # tokens per column
         self.front_end = StreamingFrontEnd(input_rate, norm=model_norm(model, norm))
         self._param = next(model.parameters())
+        self._plans: dict[tuple[int, int], HopPlan] = {}  # buffers only, no stream state
         self.reset()
 
     # State ------------------------------------------------------------------------------
@@ -249,6 +251,21 @@ class StreamingRuntime:
         self._new_tokens = pending
         return results
 
+    def _plan_for(self, new_tokens: torch.Tensor, length: int, split: int) -> HopPlan | None:
+        """The ``HopPlan`` for a hop of ``length`` tokens finalising ``split`` of them, when one
+        applies (``hop_plan.plan_applies``; finite windows only, so that a handful of shapes
+        recur: the filling window's, then one); built on first use, rebuilt when a parameter
+        changed."""
+        if self.window_columns is None or not plan_applies(self.model, new_tokens):
+            return None
+        key = (length, split)
+        plan = self._plans.get(key)
+        if plan is None or not plan.current():
+            if len(self._plans) > self.window_columns + 2:
+                self._plans.clear()
+            plan = self._plans[key] = HopPlan(self.model, length, split)
+        return plan
+
     def _run_hop(self, new_tokens: torch.Tensor) -> HopResult:
         rows = self.rows
         n_cols = (self._window.shape[1] + new_tokens.shape[1]) // rows
@@ -256,9 +273,15 @@ class StreamingRuntime:
         n_final = 0 if W is None else max(0, n_cols - W)
         fin = n_final * rows
         with torch.inference_mode():
-            out, kept, conv, ssm = window_step(self.model, self._window[:, :fin],
-                                               self._window[:, fin:], new_tokens,
-                                               self._conv, self._ssm)
+            plan = self._plan_for(new_tokens, n_cols * rows, fin)
+            if plan is None:
+                out, kept, conv, ssm = window_step(self.model, self._window[:, :fin],
+                                                   self._window[:, fin:], new_tokens,
+                                                   self._conv, self._ssm)
+            else:  # the same computation with preallocated buffers (hop_plan)
+                x = torch.cat([self._window, new_tokens], dim=1)
+                out, conv, ssm = plan.run(x, self._conv, self._ssm)
+                kept = x[:, fin:]
             keep = n_cols - n_final
             if self.pool == "window":
                 pooled = out[0, fin:].mean(0)

@@ -1,7 +1,8 @@
 """``aum bench streaming``: the JSON record of one small run, and the P4 harness's exactness.
 
-A depth-1, 32-wide model and a few hops keep it well under a minute; the full benchmark of the
-default model (random-weight streaming AuM-tiny) and its figures are in BENCHMARKS.md. The
+A depth-1, 32-wide random model and a few hops keep it well under a minute; the full benchmark
+of the shipped model (the bare command) and of the random AuM-tiny (``--model random``) and
+their figures are in BENCHMARKS.md. The
 ``--model`` / ``--p4-audio`` tests use a tiny saved keyword model with its own event settings
 and short generated wavs (the long validation streams are generated data, not in the repo).
 """
@@ -295,3 +296,30 @@ def test_model_must_be_streaming_layout(tmp_path: Path,
     assert main(["bench", "streaming", "--model", str(tmp_path / "none"), "--hops", "1",
                  "--soak-s", "0", "--p4-s", "0"]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, model, depth", [
+    ([], "default", None),  # the bare command measures the shipped model (the issue's ask)
+    (["--model", "random"], None, streaming.DEFAULT_DEPTH),
+    (["--depth", "3"], None, 3),  # a size flag alone means the random model
+    (["--model", "default"], "default", None),
+])
+def test_model_choice(argv: list[str], model: str | None, depth: int | None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    streaming.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["streaming", *argv])
+    streaming._check_args(args)
+    assert args.model == model
+    assert getattr(args, "depth") == depth
+
+
+def test_model_default_with_a_size_flag_is_an_error() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    streaming.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["streaming", "--model", "default", "--depth", "2"])
+    with pytest.raises(ConfigError, match="--model random"):
+        streaming._check_args(args)

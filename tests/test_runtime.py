@@ -221,3 +221,49 @@ def test_recompute_runtime_other_rate_is_chunk_invariant_and_resampled(fixtures_
         RecomputeRuntime(model, window_s=1.0).load_state_dict(rt.state_dict())
     with pytest.raises(AudioInputError):
         RecomputeRuntime(model, input_rate=-5)
+
+
+@pytest.mark.parametrize("mixer", MIXERS)
+@pytest.mark.parametrize("pool", ["window", "stream"])
+def test_hop_plan_is_bit_identical_to_window_step(mixer, pool, monkeypatch):
+    """The preallocated hop (hop_plan.HopPlan, taken for finite windows on the float32 CPU
+    inference path) against the same runtime forced onto ``window_step``: identical logits,
+    per-column logits and carried states at every hop, through the filling window, a
+    parameter edited in place mid-stream (the plan sees it) and a snapshot restore; a forward
+    hook on a mixer sends hops back through the modules."""
+    from streaming_aum import hop_plan
+
+    model = random_model(mixer, seed=3)
+    planned = StreamingRuntime(model, window_columns=3, pool=pool, column_scores=True)
+    plain = StreamingRuntime(model, window_columns=3, pool=pool, column_scores=True)
+    plain._plan_for = lambda *_: None
+    runs = []
+    real_run = hop_plan.HopPlan.run
+    monkeypatch.setattr(hop_plan.HopPlan, "run", lambda *a: runs.append(1) or real_run(*a))
+    x = audio(3.0, seed=5)
+
+    def compare(chunk):
+        ra, rb = planned.push(chunk), plain.push(chunk)
+        assert len(ra) == len(rb)
+        for a, b in zip(ra, rb):
+            assert torch.equal(a.logits, b.logits) and torch.equal(a.column_logits,
+                                                                   b.column_logits)
+        assert torch.equal(planned._conv, plain._conv) and torch.equal(planned._ssm, plain._ssm)
+        return len(ra)
+
+    hops = compare(x[:20000])
+    assert hops > 4 and len(runs) == hops  # every hop took the plan, filling window included
+    with torch.no_grad():
+        model.layers[1].mixer.A_log.add_(0.2)  # in place: version counter, same storage
+        model.layers[0].norm.weight.mul_(1.3)
+    compare(x[20000:30000])
+    snap = planned.state_dict()
+    planned.reset()
+    planned.load_state_dict(snap)
+    compare(x[30000:40000])
+    runs.clear()
+    handle = model.layers[0].mixer.register_forward_hook(lambda *_: None)
+    try:
+        assert compare(x[40000:]) > 0 and not runs
+    finally:
+        handle.remove()

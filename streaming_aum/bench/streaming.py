@@ -31,16 +31,18 @@ One JSON object (``--json``)::
 
 How each figure is obtained:
 
-* Model: by default a random-weight streaming-layout AuM-tiny, ``streaming_config(embed_dim=192,
-  depth=24, mixer="v1", num_classes=35)`` (seed 0; ``--depth`` / ``--embed-dim`` pick another
-  size), so recorded figures stay comparable across runs. Random weights cost the same compute
-  as trained ones; only the P4 figures depend on the weights. ``--model PATH`` (a saved model
-  directory or checkpoint) or ``--model default`` (the shipped trained keyword spotter,
-  ``streaming_aum.load_model()``) replaces it in every part (timing, soak, P4); it must have the
-  streaming layout. ``model`` then records its path, whether the weights are the shipped
-  trained ones or "as saved", a config summary, labels, ``config.extra["window_s"]``
-  (``model_window_s``) and the parameter count. ``--depth`` / ``--embed-dim`` / ``--p4-depth``
-  size the random model only and are a ConfigError together with ``--model``.
+* Model: by default the shipped trained keyword spotter (``--model default``,
+  ``streaming_aum.load_model()``), the model the issue's figures are asked for; ``--model PATH``
+  (a saved model directory or checkpoint, streaming layout) instead. ``--model random``, or any
+  of ``--depth`` / ``--embed-dim`` / ``--p4-depth``, measures a random-weight streaming-layout
+  AuM-tiny, ``streaming_config(embed_dim=192, depth=24, mixer="v1", num_classes=35)`` (seed 0;
+  those flags pick another size), whose figures stay comparable across runs: random weights
+  cost the same compute as trained ones, only the P4 figures depend on the weights. (Until
+  2026-11-26 the bare command measured the random AuM-tiny; BENCHMARKS.md's older records
+  say which.) For a loaded model ``model`` records its path, whether the weights are the
+  shipped trained ones or "as saved", a config summary, labels, ``config.extra["window_s"]``
+  (``model_window_s``) and the parameter count. The size flags with a loaded model are a
+  ConfigError.
 * Audio (timing, soak): deterministic synthetic 16 kHz audio, white noise plus tones that
   switch on and off every few seconds (``synth_block``), generated one second at a time so an
   hour never sits in memory. The compute per hop does not depend on the content, so a loaded
@@ -770,13 +772,17 @@ def _load_1m() -> float | None:
 
 def _check_args(args: argparse.Namespace) -> None:
     """Argument checks that need no model; fills in the random model's size defaults."""
-    model_given = getattr(args, "model", None) is not None
     sizes = [f"--{name.replace('_', '-')}" for name in ("depth", "embed_dim", "p4_depth")
              if getattr(args, name, None) is not None]
-    if model_given and sizes:
+    spec = getattr(args, "model", None)
+    if spec is None:  # the shipped model, unless a random model's size was asked for
+        spec = "random" if sizes else "default"
+    if spec != "random" and sizes:
         raise ConfigError(f"{'/'.join(sizes)} size the random-weight model; with --model "
-                          f"{args.model} the loaded model's size is fixed, so drop "
-                          f"{' and '.join(sizes)} (or drop --model)")
+                          f"{spec} the loaded model's size is fixed, so drop "
+                          f"{' and '.join(sizes)} (or use --model random)")
+    args.model = None if spec == "random" else spec  # None: the random model from here on
+    model_given = args.model is not None
     if not model_given:
         args.depth = DEFAULT_DEPTH if args.depth is None else args.depth
         args.embed_dim = DEFAULT_EMBED_DIM if args.embed_dim is None else args.embed_dim
@@ -1012,9 +1018,10 @@ def run(args: argparse.Namespace) -> int:
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "streaming", help="per-hop compute, recompute baseline, soak and window fidelity",
-        description="Streaming benchmark, by default of a random-weight streaming-layout "
-                    "AuM-tiny (streaming_config(embed_dim=192, depth=24, mixer='v1', "
-                    "num_classes=35)), or of --model: per-hop compute p50/p99 on one thread for "
+        description="Streaming benchmark of the shipped default model (or --model PATH, or "
+                    "--model random: a random-weight streaming-layout AuM-tiny, "
+                    "streaming_config(embed_dim=192, depth=24, mixer='v1', num_classes=35), "
+                    "sized by --depth / --embed-dim): per-hop compute p50/p99 on one thread for "
                     "several windows W, windowed recomputation over 10.24 s side by side at "
                     "W = 1 s, a long soak (time per hop and RSS at start and end) and P4 window "
                     "fidelity against the unbounded runtime (= offline on each prefix): top-1 "
@@ -1022,11 +1029,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                     "stream or on --p4-audio files.")
     p.add_argument("--json", action="store_true",
                    help="print only the JSON object on stdout (progress goes to stderr)")
-    p.add_argument("--model", default=None, metavar="PATH|default",
-                   help="benchmark this model instead of the random-weight one: a saved model "
-                        "directory / checkpoint, or 'default' for the shipped trained model "
-                        "(streaming_aum.load_model()); it must have the streaming layout. "
-                        "Cannot be combined with --depth / --embed-dim / --p4-depth")
+    p.add_argument("--model", default=None, metavar="default|random|PATH",
+                   help="'default' (the default, unless --depth / --embed-dim / --p4-depth are "
+                        "given): the shipped trained model (streaming_aum.load_model()); "
+                        "'random': the random-weight AuM-tiny (sized by those flags); or a "
+                        "saved model directory / checkpoint, which must have the streaming "
+                        "layout")
     p.add_argument("--windows", default=DEFAULT_WINDOWS,
                    help="comma list of windows W in seconds; 1 s is always measured "
                         "(default: %(default)s)")
@@ -1045,9 +1053,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                         "each through its own fresh runtimes, figures summed over files, instead "
                         "of the synthetic stream")
     p.add_argument("--depth", type=int, default=None,
-                   help=f"random model depth (default: {DEFAULT_DEPTH}, AuM-tiny)")
+                   help=f"random model depth (implies --model random; default: {DEFAULT_DEPTH}, "
+                        "AuM-tiny)")
     p.add_argument("--embed-dim", type=int, default=None,
-                   help=f"random model width (default: {DEFAULT_EMBED_DIM}, AuM-tiny)")
+                   help=f"random model width (implies --model random; default: "
+                        f"{DEFAULT_EMBED_DIM}, AuM-tiny)")
     p.add_argument("--p4-depth", type=int, default=None,
                    help="depth of the random model used for P4 only (default: --depth)")
     p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",

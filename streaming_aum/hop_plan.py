@@ -1,0 +1,170 @@
+"""A streaming hop with its buffers allocated once: ``window_step`` on the CPU inference path.
+
+A hop of the state-carrying runtime evaluates every layer over the same number of tokens
+(``(W + 1) * F'`` once the window is full: 56 for the default model), so all its
+intermediates have fixed shapes. ``HopPlan`` allocates them once per (tokens, split) and runs
+the hop as a flat sequence of kernel calls: per layer the fused residual add + RMSNorm, the
+in-projection (``torch.mm(..., out=)``), the conv + SiLU kernel, the x and dt projections
+(``bmm``/``baddbmm`` or ``mm``/``addmm`` with ``out=``), softplus, the scan kernel, the gate and
+the out-projection. The same kernels receive the same inputs as on the general path
+(``AudioMamba.run_layers`` -> ``BiMambaMixer._forward_fused_serial``), so the results are the
+same bits (tested); what goes is the Python around them: argument checks, allocations, state
+objects and wrappers, which inside a running hop cost more than the small kernels (measured on
+the default model: ~125 us of Python per layer against ~450 us of kernels, in the hop).
+
+Used by ``StreamingRuntime`` for batch-1 float32 CPU inference when every kernel runs on one
+thread anyway (``mixer._runs_serially``) and no forward hook watches a norm or a mixer. A plan
+checks its parameter layouts on every run (each mixer's ``_fused_params`` cache, rebuilt when a
+parameter changes) and is rebuilt by the runtime when they were replaced.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .model import AudioMamba
+from .model.audio_mamba import _any_hooks
+from .model.mixer import _runs_serially
+from .ops import scan_fused_cpu
+from .ops.dispatch import fused_inference_path
+
+if scan_fused_cpu.HAVE_NUMBA:
+    from .ops.conv_fused_cpu import _conv_silu_kernel
+    from .ops.pointwise_cpu import _BLOCK as _SOFTPLUS_BLOCK
+    from .ops.pointwise_cpu import _gate_kernel, _softplus_kernel
+    from .ops.rmsnorm_fused_cpu import _add_rmsnorm_kernel
+
+_F32 = np.float32
+
+
+def plan_applies(model: AudioMamba, x: torch.Tensor) -> bool:
+    """Whether ``HopPlan`` may run this hop: layer-0 tokens ``x`` (1, L, D) float32 on the
+    fused CPU inference path, every layer's kernels on one thread, no forward hooks on the
+    norms or mixers (the plan does not call them as modules)."""
+    if x.shape[0] != 1 or x.dtype != torch.float32 or not fused_inference_path(x):
+        return False
+    mixer = model.layers[0].mixer
+    if not _runs_serially(1, x.shape[1], mixer.d_inner, mixer.kind == "v2"):
+        return False
+    return not _any_hooks(model.norm_f, *(b.norm for b in model.layers),
+                          *(b.mixer for b in model.layers))
+
+
+class _LayerBuffers:
+    """One layer's parameters (kernel layouts) and preallocated intermediates for L tokens."""
+
+    def __init__(self, block, length: int, split: int) -> None:
+        mix = block.mixer
+        self.prm = prm = mix._fused_params()
+        E, R, S = mix.d_inner, mix.dt_rank, mix.d_state
+        D = mix.d_model
+        L = length
+        self.pair = pair = mix.kind == "v2"
+        nb = 2 if pair else 1
+        self.mode = 3 if pair else 2 if mix.kind == "v1" else 0
+        self.conv_mode = 2 if pair else 0
+        self.split = split
+        self.R, self.S = R, S
+        self.eps = _F32(block.norm.eps)
+        self.res = np.empty((1, L, D), _F32)
+        self.normed = torch.empty(L, D)
+        self.xz = torch.empty(L, 2 * E)
+        self.xcs = torch.empty(nb, L, E)
+        self.x_dbl = torch.empty(nb, L, R + 2 * S)
+        self.delta = torch.empty(nb, L, E)
+        self.dt = np.empty((nb, L, E), _F32)
+        self.y = np.empty((nb, L, E), _F32)
+        self.gated = torch.empty(L, E)
+        self.hidden = torch.empty(L, D)
+        self.h0t = np.empty((1, S, E), _F32)
+        self.hmid = np.zeros((1, S, E), _F32)
+        self.hT = np.empty((1, S, E), _F32)
+        self.w_in_t = prm["w_in"].t()
+        self.w_out_t = prm["w_out"].t()
+        if not pair:
+            self.w_x_t = prm["w_x"].t()
+            self.w_dt_t = prm["w_dt"].t()
+        # numpy views of the buffers the kernels write (they share memory with the tensors)
+        self.normed_np, self.xz_np = self.normed.numpy(), self.xz.numpy()
+        self.xcs_np, self.delta_flat = self.xcs.numpy(), self.delta.view(-1).numpy()
+        self.gated_np = self.gated.numpy().reshape(1, L, E)
+        self.B_np = self.x_dbl[..., R:R + S].numpy()
+        self.C_np = self.x_dbl[..., R + S:].numpy()
+        self.softplus_blocks = (self.dt.size + _SOFTPLUS_BLOCK - 1) // _SOFTPLUS_BLOCK
+        self.scan_items = nb * ((E + scan_fused_cpu.LANES - 1) // scan_fused_cpu.LANES)
+        self.scan = (scan_fused_cpu._scan_kernel_s16 if S == 16
+                     else scan_fused_cpu._scan_kernel_any)
+
+
+class HopPlan:
+    """``window_step`` for ``length`` layer-0 tokens of which the first ``split`` leave the
+    window (states advanced over them), with preallocated buffers. ``run`` returns the same
+    values as ``runtime.window_step`` (same kernels, same inputs)."""
+
+    def __init__(self, model: AudioMamba, length: int, split: int) -> None:
+        if not 0 <= split <= length:
+            raise ValueError(f"split must be in [0, {length}], got {split}")
+        self.model = model
+        self.length, self.split = length, split
+        self.layers = [_LayerBuffers(block, length, split) for block in model.layers]
+        D = model.config.embed_dim
+        self.final_res = np.empty((1, length, D), _F32)
+        self.out = torch.empty(1, length, D)
+        self.out_np = self.out.numpy()
+
+    def current(self) -> bool:
+        """Whether every mixer's cached parameter layouts are still the ones planned with
+        (``_fused_params`` rebuilds them when a parameter was replaced or changed)."""
+        return all(block.mixer._fused_params() is buf.prm
+                   for block, buf in zip(self.model.layers, self.layers))
+
+    def run(self, x: torch.Tensor, conv: torch.Tensor, ssm: torch.Tensor
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (1, L, D) float32 layer-0 tokens; conv (depth, 1, K-1, E), ssm (depth, 1, E, S)
+        the forward states before them. Returns ``(out (1, L, D), conv', ssm')``: final
+        features (a buffer of this plan, overwritten by its next run) and new state tensors,
+        the states after the first ``split`` tokens."""
+        if x.shape[1] != self.length:
+            raise ValueError(f"this plan is for {self.length} tokens, got {x.shape[1]}")
+        split = self.split
+        conv_in = conv.contiguous().numpy()
+        ssm_in = ssm.contiguous().numpy()
+        new_conv = np.empty_like(conv_in)
+        new_ssm = np.empty_like(ssm_in)
+        res_in = x.contiguous().numpy()
+        hidden = res_in
+        add = False
+        for i, (block, buf) in enumerate(zip(self.model.layers, self.layers)):
+            prm = buf.prm
+            _add_rmsnorm_kernel(res_in[0], hidden[0], add, block.norm.weight.detach().numpy(),
+                                buf.eps, buf.res[0], buf.normed_np)
+            torch.mm(buf.normed, buf.w_in_t, out=buf.xz)
+            xz3 = buf.xz_np.reshape(1, self.length, -1)
+            _conv_silu_kernel(xz3, conv_in[i], prm["taps"], prm["conv_bias"],
+                              prm["taps_b"] if buf.pair else prm["taps"],
+                              prm["conv_bias_b"] if buf.pair else prm["conv_bias"],
+                              buf.xcs_np, new_conv[i], split, buf.conv_mode)
+            if buf.pair:
+                torch.bmm(buf.xcs, prm["w_x_pair"], out=buf.x_dbl)
+                torch.baddbmm(prm["bias_pair"], buf.x_dbl[..., :buf.R], prm["w_dt_pair"],
+                              out=buf.delta)
+            else:
+                torch.mm(buf.xcs[0], buf.w_x_t, out=buf.x_dbl[0])
+                torch.addmm(prm["bias"], buf.x_dbl[0, :, :buf.R], buf.w_dt_t, out=buf.delta[0])
+            _softplus_kernel(buf.delta_flat, buf.dt.reshape(-1), 0, buf.softplus_blocks)
+            np.copyto(buf.h0t[0], ssm_in[i, 0].T)
+            buf.scan(buf.dt, buf.xcs_np, prm["At"], prm["Abt"], buf.B_np, buf.C_np, prm["D"],
+                     prm["D_b"] if buf.pair else prm["D"], buf.h0t, buf.mode, split, buf.y,
+                     buf.hmid, buf.hT, 0, buf.scan_items)
+            np.copyto(new_ssm[i, 0], buf.hmid[0].T)
+            _gate_kernel(buf.y, xz3, buf.gated_np, buf.pair)
+            torch.mm(buf.gated, buf.w_out_t, out=buf.hidden)
+            res_in, hidden, add = buf.res, buf.hidden.numpy().reshape(buf.res.shape), True
+        norm_f = self.model.norm_f
+        _add_rmsnorm_kernel(res_in[0], hidden[0], True, norm_f.weight.detach().numpy(),
+                            _F32(norm_f.eps), self.final_res[0], self.out_np[0])
+        return self.out, torch.from_numpy(new_conv), torch.from_numpy(new_ssm)
+
+
+__all__ = ["HopPlan", "plan_applies"]
