@@ -95,6 +95,23 @@ class _LayerBuffers:
         self.scan_items = nb * ((E + scan_fused_cpu.LANES - 1) // scan_fused_cpu.LANES)
         self.scan = (scan_fused_cpu._scan_kernel_s16 if S == 16
                      else scan_fused_cpu._scan_kernel_any)
+        # Everything a run passes per layer, bound once: the run loop unpacks one tuple
+        # instead of ~40 attribute and dict lookups (inside a hop each costs several times
+        # its tight-loop time).
+        xz3 = self.xz_np.reshape(1, L, 2 * E)
+        self.bound = (
+            self.res[0], self.normed_np, self.normed, self.w_in_t, self.xz, xz3,
+            prm["taps"], prm["conv_bias"], prm["taps_b"] if pair else prm["taps"],
+            prm["conv_bias_b"] if pair else prm["conv_bias"], self.xcs_np, self.conv_mode,
+            pair, self.xcs, self.x_dbl, self.x_dbl[..., :R], self.delta,
+            prm["w_x_pair"] if pair else self.w_x_t, prm["w_dt_pair"] if pair else self.w_dt_t,
+            prm["bias_pair"] if pair else prm["bias"], self.xcs[0], self.x_dbl[0],
+            self.x_dbl[0, :, :R], self.delta[0], self.delta_flat, self.dt, self.dt.reshape(-1),
+            self.softplus_blocks, self.h0t, self.h0t[0], self.scan, prm["At"], prm["Abt"],
+            self.B_np, self.C_np, prm["D"], prm["D_b"] if pair else prm["D"], self.mode,
+            self.y, self.hmid, self.hmid[0], self.hT, self.scan_items, self.gated_np,
+            self.gated, self.w_out_t, self.hidden, self.hidden.numpy().reshape(1, L, D),
+            block.norm, self.eps)
 
 
 class HopPlan:
@@ -116,7 +133,7 @@ class HopPlan:
     def current(self) -> bool:
         """Whether every mixer's cached parameter layouts are still the ones planned with
         (``_fused_params`` rebuilds them when a parameter was replaced or changed)."""
-        return all(block.mixer._fused_params() is buf.prm
+        return all(block.mixer._fused_params() is buf.prm and block.norm is buf.bound[-2]
                    for block, buf in zip(self.model.layers, self.layers))
 
     def run(self, x: torch.Tensor, conv: torch.Tensor, ssm: torch.Tensor
@@ -135,32 +152,32 @@ class HopPlan:
         res_in = x.contiguous().numpy()
         hidden = res_in
         add = False
-        for i, (block, buf) in enumerate(zip(self.model.layers, self.layers)):
-            prm = buf.prm
-            _add_rmsnorm_kernel(res_in[0], hidden[0], add, block.norm.weight.detach().numpy(),
-                                buf.eps, buf.res[0], buf.normed_np)
-            torch.mm(buf.normed, buf.w_in_t, out=buf.xz)
-            xz3 = buf.xz_np.reshape(1, self.length, -1)
-            _conv_silu_kernel(xz3, conv_in[i], prm["taps"], prm["conv_bias"],
-                              prm["taps_b"] if buf.pair else prm["taps"],
-                              prm["conv_bias_b"] if buf.pair else prm["conv_bias"],
-                              buf.xcs_np, new_conv[i], split, buf.conv_mode)
-            if buf.pair:
-                torch.bmm(buf.xcs, prm["w_x_pair"], out=buf.x_dbl)
-                torch.baddbmm(prm["bias_pair"], buf.x_dbl[..., :buf.R], prm["w_dt_pair"],
-                              out=buf.delta)
+        mm, bmm, baddbmm, addmm, copyto = torch.mm, torch.bmm, torch.baddbmm, torch.addmm, np.copyto
+        for i, buf in enumerate(self.layers):
+            (res2, normed_np, normed, w_in_t, xz, xz3, taps, cbias, taps_b, cbias_b, xcs_np,
+             conv_mode, pair, xcs, x_dbl, x_dbl_r, delta, w_x, w_dt, dt_bias, xcs0, x_dbl0,
+             x_dbl0_r, delta0, delta_flat, dt, dt_flat, sp_blocks, h0t, h0t0, scan, At, Abt,
+             B_np, C_np, D_skip, D_b, mode, y, hmid, hmid0, hT, scan_items, gated_np, gated,
+             w_out_t, hidden_t, hidden_np, norm, eps) = buf.bound
+            _add_rmsnorm_kernel(res_in[0], hidden[0], add, norm.weight.detach().numpy(), eps,
+                                res2, normed_np)
+            mm(normed, w_in_t, out=xz)
+            _conv_silu_kernel(xz3, conv_in[i], taps, cbias, taps_b, cbias_b, xcs_np,
+                              new_conv[i], split, conv_mode)
+            if pair:
+                bmm(xcs, w_x, out=x_dbl)
+                baddbmm(dt_bias, x_dbl_r, w_dt, out=delta)
             else:
-                torch.mm(buf.xcs[0], buf.w_x_t, out=buf.x_dbl[0])
-                torch.addmm(prm["bias"], buf.x_dbl[0, :, :buf.R], buf.w_dt_t, out=buf.delta[0])
-            _softplus_kernel(buf.delta_flat, buf.dt.reshape(-1), 0, buf.softplus_blocks)
-            np.copyto(buf.h0t[0], ssm_in[i, 0].T)
-            buf.scan(buf.dt, buf.xcs_np, prm["At"], prm["Abt"], buf.B_np, buf.C_np, prm["D"],
-                     prm["D_b"] if buf.pair else prm["D"], buf.h0t, buf.mode, split, buf.y,
-                     buf.hmid, buf.hT, 0, buf.scan_items)
-            np.copyto(new_ssm[i, 0], buf.hmid[0].T)
-            _gate_kernel(buf.y, xz3, buf.gated_np, buf.pair)
-            torch.mm(buf.gated, buf.w_out_t, out=buf.hidden)
-            res_in, hidden, add = buf.res, buf.hidden.numpy().reshape(buf.res.shape), True
+                mm(xcs0, w_x, out=x_dbl0)
+                addmm(dt_bias, x_dbl0_r, w_dt, out=delta0)
+            _softplus_kernel(delta_flat, dt_flat, 0, sp_blocks)
+            copyto(h0t0, ssm_in[i, 0].T)
+            scan(dt, xcs_np, At, Abt, B_np, C_np, D_skip, D_b, h0t, mode, split, y, hmid, hT,
+                 0, scan_items)
+            copyto(new_ssm[i, 0], hmid0.T)
+            _gate_kernel(y, xz3, gated_np, pair)
+            mm(gated, w_out_t, out=hidden_t)
+            res_in, hidden, add = buf.res, hidden_np, True
         norm_f = self.model.norm_f
         _add_rmsnorm_kernel(res_in[0], hidden[0], True, norm_f.weight.detach().numpy(),
                             _F32(norm_f.eps), self.final_res[0], self.out_np[0])

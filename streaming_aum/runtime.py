@@ -10,6 +10,8 @@ Two runtimes share one interface (``push(chunk) -> list[HopResult]``, ``flush()`
   layers over the window (forward direction from the frontier state, backward direction from
   zeros at the window's end), then finalises the columns beyond the window by advancing each
   layer's frontier state over them with that evaluation's inputs. Per-hop cost O(depth x W).
+  On the float32 CPU inference path a finite-window hop runs as a ``hop_plan.HopPlan``: the
+  same computation as ``window_step`` (identical bits) with its buffers allocated once.
 * ``RecomputeRuntime`` for any model, official checkpoints included: every hop it re-runs the
   offline model on the last ``window_s`` seconds of audio, featurised exactly as offline
   (official models: clip DC removal, zero-padding to the grid). The honest baseline.

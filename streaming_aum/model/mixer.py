@@ -19,7 +19,9 @@ reading the in-projection's output in place, the dt bias inside the dt projectio
 kernel called directly, softplus and the ``silu(z)`` gate as vectorised numba passes
 (``pointwise_cpu``), ``-exp(A_log)``, the conv taps and the kernel layouts of the SSM
 parameters cached per layer until a parameter changes). A streaming hop runs each layer on a
-few dozen tokens, where every separate torch op costs more in dispatch than in arithmetic.
+few dozen tokens, where every separate torch op costs more in dispatch than in arithmetic;
+calls whose kernels all run on one thread anyway (``_runs_serially``) go through
+``_forward_fused_serial``, the same kernels called directly on numpy buffers (identical bits).
 """
 
 from __future__ import annotations

@@ -62,6 +62,14 @@ Tried and not kept (2026-11-26, measured on the 2-core dev machine; notes for th
   changed in the last bit with memory placement. Those kernels use explicit FMAs and no
   ``contract``. This kernel's vector loops are over the constant 16 lanes of the flat
   scratch buffer (one form only): it was checked bit-reproducible under random placement.)
+* (Kept later, 2026-11-26 evening: the hop's Python went, not kernel time: residual add +
+  RMSNorm as one kernel (``rmsnorm_fused_cpu``), the streaming fbank in four calls
+  (``fbank_fused_cpu``), the mixer's kernels called directly on numpy buffers for hop-sized
+  calls (``BiMambaMixer._forward_fused_serial``) and a whole hop with preallocated buffers
+  (``hop_plan.HopPlan``). Inside a running hop every torch op and Python step cost 2-5x its
+  tight-loop time; the scan itself is ~30% of a default-model hop. Making this kernel faster
+  would help offline and training most: per token it is as large a share of a 10 s
+  recomputation as of a hop.)
 
 The state ``h`` and the decay are float32, as in the CUDA kernel.
 Float32 only; other dtypes go to the reference path (see ``dispatch``).
