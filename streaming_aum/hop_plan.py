@@ -20,6 +20,8 @@ parameter changes) and is rebuilt by the runtime when they were replaced.
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 import torch
 
@@ -36,6 +38,22 @@ if scan_fused_cpu.HAVE_NUMBA:
     from .ops.rmsnorm_fused_cpu import _add_rmsnorm_kernel
 
 _F32 = np.float32
+_DATA_PTR = torch.Tensor.data_ptr
+_VERSION = operator.attrgetter("_version")
+
+# Counts parameter registrations anywhere in the process (a module built, a parameter assigned
+# or replaced: ``nn.Module.register_parameter``). A plan's check of its parameters is then one
+# integer compare plus the storage pointers and version counters of the tensors it holds
+# (in-place edits, ``.data`` replacement), instead of fetching every parameter from its
+# module on every hop.
+_REGISTRATIONS = [0]
+
+
+def _count_registration(module: torch.nn.Module, name: str, param: object) -> None:
+    _REGISTRATIONS[0] += 1
+
+
+torch.nn.modules.module.register_module_parameter_registration_hook(_count_registration)
 
 
 def plan_applies(model: AudioMamba, x: torch.Tensor) -> bool:
@@ -111,7 +129,7 @@ class _LayerBuffers:
             self.B_np, self.C_np, prm["D"], prm["D_b"] if pair else prm["D"], self.mode,
             self.y, self.hmid, self.hmid[0], self.hT, self.scan_items, self.gated_np,
             self.gated, self.w_out_t, self.hidden, self.hidden.numpy().reshape(1, L, D),
-            block.norm, self.eps)
+            block.norm.weight.detach().numpy(), self.eps)  # shares the weight's memory
 
 
 class HopPlan:
@@ -129,12 +147,22 @@ class HopPlan:
         self.final_res = np.empty((1, length, D), _F32)
         self.out = torch.empty(1, length, D)
         self.out_np = self.out.numpy()
+        self.norm_f_w = model.norm_f.weight.detach().numpy()
+        self.norm_f_eps = _F32(model.norm_f.eps)
+        self._tensors = [t for block in model.layers
+                         for t in (*block.mixer.fused_source_tensors(), block.norm.weight)]
+        self._tensors.append(model.norm_f.weight)
+        self._key = self._parameter_key()
+
+    def _parameter_key(self) -> tuple:
+        return (_REGISTRATIONS[0], *map(_DATA_PTR, self._tensors),
+                *map(_VERSION, self._tensors))
 
     def current(self) -> bool:
-        """Whether every mixer's cached parameter layouts are still the ones planned with
-        (``_fused_params`` rebuilds them when a parameter was replaced or changed)."""
-        return all(block.mixer._fused_params() is buf.prm and block.norm is buf.bound[-2]
-                   for block, buf in zip(self.model.layers, self.layers))
+        """Whether the parameters are still the ones planned with: no parameter registered
+        anywhere since (a replaced parameter or module), and the same storage and version
+        counter for each tensor the plan reads (in-place edits, ``load_state_dict``)."""
+        return self._parameter_key() == self._key
 
     def run(self, x: torch.Tensor, conv: torch.Tensor, ssm: torch.Tensor
             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -158,9 +186,8 @@ class HopPlan:
              conv_mode, pair, xcs, x_dbl, x_dbl_r, delta, w_x, w_dt, dt_bias, xcs0, x_dbl0,
              x_dbl0_r, delta0, delta_flat, dt, dt_flat, sp_blocks, h0t, h0t0, scan, At, Abt,
              B_np, C_np, D_skip, D_b, mode, y, hmid, hmid0, hT, scan_items, gated_np, gated,
-             w_out_t, hidden_t, hidden_np, norm, eps) = buf.bound
-            _add_rmsnorm_kernel(res_in[0], hidden[0], add, norm.weight.detach().numpy(), eps,
-                                res2, normed_np)
+             w_out_t, hidden_t, hidden_np, norm_w, eps) = buf.bound
+            _add_rmsnorm_kernel(res_in[0], hidden[0], add, norm_w, eps, res2, normed_np)
             mm(normed, w_in_t, out=xz)
             _conv_silu_kernel(xz3, conv_in[i], taps, cbias, taps_b, cbias_b, xcs_np,
                               new_conv[i], split, conv_mode)
@@ -178,9 +205,8 @@ class HopPlan:
             _gate_kernel(y, xz3, gated_np, pair)
             mm(gated, w_out_t, out=hidden_t)
             res_in, hidden, add = buf.res, hidden_np, True
-        norm_f = self.model.norm_f
-        _add_rmsnorm_kernel(res_in[0], hidden[0], True, norm_f.weight.detach().numpy(),
-                            _F32(norm_f.eps), self.final_res[0], self.out_np[0])
+        _add_rmsnorm_kernel(res_in[0], hidden[0], True, self.norm_f_w, self.norm_f_eps,
+                            self.final_res[0], self.out_np[0])
         return self.out, torch.from_numpy(new_conv), torch.from_numpy(new_ssm)
 
 

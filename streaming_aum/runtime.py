@@ -229,7 +229,8 @@ class StreamingRuntime:
     def _consume(self, frames: torch.Tensor) -> list[HopResult]:
         if frames.shape[0] == 0:
             return []
-        frames = torch.cat([self._frames, frames])
+        if self._frames.shape[0]:
+            frames = torch.cat([self._frames, frames])
         n_cols = frames.shape[0] // FRAMES_PER_PATCH
         self._frames = frames[n_cols * FRAMES_PER_PATCH:]
         if n_cols == 0:
@@ -239,9 +240,16 @@ class StreamingRuntime:
             # one column per call (1, n_cols * F', D), time-major: the inference path's patch
             # embedding is a matmul whose rounding depends on its row count, so embedding the
             # columns a chunk happens to complete together would make hops depend on the
-            # chunking; one at a time they are bit-identical for any chunking (P1, P5)
-            cols = [self.model.embed_tokens(spec[:, c * FRAMES_PER_PATCH:
-                                                 (c + 1) * FRAMES_PER_PATCH])[0]
+            # chunking; one at a time they are bit-identical for any chunking (P1, P5).
+            # embed_tokens decides per call which form runs; decided once here instead (the
+            # same decision: AudioMamba.embed_tokens)
+            model = self.model
+            if model.streaming_embedding_applies(spec):
+                embed = model._embed_streaming_layout
+            else:
+                def embed(col: torch.Tensor) -> torch.Tensor:
+                    return model.embed_tokens(col)[0]
+            cols = [embed(spec[:, c * FRAMES_PER_PATCH: (c + 1) * FRAMES_PER_PATCH])
                     for c in range(n_cols)]
             tokens = cols[0] if n_cols == 1 else torch.cat(cols, dim=1)
         pending = torch.cat([self._new_tokens, tokens], dim=1)

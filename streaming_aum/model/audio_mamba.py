@@ -119,9 +119,7 @@ class AudioMamba(nn.Module):
         The readout index is the class token's position (``-1`` for double, mean for none).
         """
         cfg = self.config
-        if ((cfg.token_order, cfg.pos_embed, cfg.class_token)
-                == ("time_major", "freq_rows", "none") and fused_inference_path(fbank)
-                and not _any_hooks(self.patch_embed)):
+        if self.streaming_embedding_applies(fbank):
             return self._embed_streaming_layout(fbank), -1
         grid = self.patch_embed(fbank.to(self.patch_embed.proj.weight.dtype))  # (B, D, F', T')
         _, _, n_rows, n_cols = grid.shape
@@ -140,6 +138,14 @@ class AudioMamba(nn.Module):
         cls = (self.cls_token + prefix[0]).expand(B, 1, D)
         at = {"middle": N // 2, "head": 0, "tail": N}[kind]
         return torch.cat([x[:, :at], cls, x[:, at:]], dim=1), at
+
+    def streaming_embedding_applies(self, fbank: torch.Tensor) -> bool:
+        """Whether ``embed_tokens(fbank)`` takes ``_embed_streaming_layout``: a streaming-layout
+        model on the CPU inference path, no forward hook on the patch embedding."""
+        cfg = self.config
+        return ((cfg.token_order, cfg.pos_embed, cfg.class_token)
+                == ("time_major", "freq_rows", "none") and fused_inference_path(fbank)
+                and not _any_hooks(self.patch_embed))
 
     def _embed_streaming_layout(self, fbank: torch.Tensor) -> torch.Tensor:
         """``embed_tokens`` of a streaming-layout model on the inference path: (B, T, F) ->

@@ -195,6 +195,14 @@ class BiMambaMixer(nn.Module):
                     ("x_proj_b", "weight"), ("dt_proj_b", "weight"), ("dt_proj_b", "bias")]
         return src
 
+    def fused_source_tensors(self) -> list[torch.Tensor]:
+        """The parameters ``_forward_fused`` reads (``_fused_sources``), as registered now."""
+        if self._fused_src is None:
+            self._fused_src = self._fused_sources()
+        mods = self._modules
+        return [(self if sub is None else mods[sub])._parameters[name]
+                for sub, name in self._fused_src]
+
     def _fused_params(self) -> dict:
         """What ``_forward_fused`` reads, in the kernels' layouts: ``At``/``Abt`` (S, E) =
         ``-exp(A_log)`` transposed, ``D`` (and ``D_b``), the conv taps ``taps`` (K, E) and
@@ -206,11 +214,7 @@ class BiMambaMixer(nn.Module):
         or changed in place (its version counter). The check reads the parameter dicts
         directly: ``nn.Module.__getattr__`` and ``get_parameter`` cost more than the small
         matmuls of a streaming hop."""
-        if self._fused_src is None:
-            self._fused_src = self._fused_sources()
-        mods = self._modules
-        params = [(self if sub is None else mods[sub])._parameters[name]
-                  for sub, name in self._fused_src]
+        params = self.fused_source_tensors()
         # C-level maps, not a generator: this runs once per layer call, also on every hop
         key = (*map(_DATA_PTR, params), *map(_VERSION, params), *map(_DTYPE, params))
         if self._fused_cache is not None and self._fused_cache[0] == key:
