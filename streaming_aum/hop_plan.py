@@ -3,14 +3,15 @@
 A hop of the state-carrying runtime evaluates every layer over the same number of tokens
 (``(W + 1) * F'`` once the window is full: 56 for the default model), so all its
 intermediates have fixed shapes. ``HopPlan`` allocates them once per (tokens, split) and runs
-the hop as a flat sequence of kernel calls: per layer the fused residual add + RMSNorm, the
+the hop as a flat sequence of six calls per layer: the fused residual add + RMSNorm, the
 in-projection (``torch.mm(..., out=)``), the conv + SiLU kernel, the x and dt projections
-(``bmm``/``baddbmm`` or ``mm``/``addmm`` with ``out=``), softplus, the scan kernel, the gate and
-the out-projection. The same kernels receive the same inputs as on the general path
-(``AudioMamba.run_layers`` -> ``BiMambaMixer._forward_fused_serial``), so the results are the
-same bits (tested); what goes is the Python around them: argument checks, allocations, state
-objects and wrappers, which inside a running hop cost more than the small kernels (measured on
-the default model: ~125 us of Python per layer against ~450 us of kernels, in the hop).
+(``bmm``/``baddbmm`` or ``mm``/``addmm`` with ``out=``), softplus + scan + gate
+(``ops.ssm_block_cpu``, the three kernels called from compiled code) and the out-projection.
+The same kernels receive the same inputs as on the general path (``AudioMamba.run_layers`` ->
+``BiMambaMixer._forward_fused_serial``), so the results are the same bits (tested); what goes
+is the Python around them: argument checks, allocations, state objects and wrappers, which
+inside a running hop cost more than the small kernels (measured on the default model: ~125 us
+of Python per layer against ~450 us of kernels, in the hop).
 
 Used by ``StreamingRuntime`` for batch-1 float32 CPU inference when every kernel runs on one
 thread anyway (``mixer._runs_serially``) and no forward hook watches a norm or a mixer. A plan
@@ -34,8 +35,8 @@ from .ops.dispatch import fused_inference_path
 if scan_fused_cpu.HAVE_NUMBA:
     from .ops.conv_fused_cpu import _conv_silu_kernel
     from .ops.pointwise_cpu import _BLOCK as _SOFTPLUS_BLOCK
-    from .ops.pointwise_cpu import _gate_kernel, _softplus_kernel
     from .ops.rmsnorm_fused_cpu import _add_rmsnorm_kernel
+    from .ops.ssm_block_cpu import ssm_block
 
 _F32 = np.float32
 _DATA_PTR = torch.Tensor.data_ptr
@@ -111,8 +112,6 @@ class _LayerBuffers:
         self.C_np = self.x_dbl[..., R + S:].numpy()
         self.softplus_blocks = (self.dt.size + _SOFTPLUS_BLOCK - 1) // _SOFTPLUS_BLOCK
         self.scan_items = nb * ((E + scan_fused_cpu.LANES - 1) // scan_fused_cpu.LANES)
-        self.scan = (scan_fused_cpu._scan_kernel_s16 if S == 16
-                     else scan_fused_cpu._scan_kernel_any)
         # Everything a run passes per layer, bound once: the run loop unpacks one tuple
         # instead of ~40 attribute and dict lookups (inside a hop each costs several times
         # its tight-loop time).
@@ -125,9 +124,9 @@ class _LayerBuffers:
             prm["w_x_pair"] if pair else self.w_x_t, prm["w_dt_pair"] if pair else self.w_dt_t,
             prm["bias_pair"] if pair else prm["bias"], self.xcs[0], self.x_dbl[0],
             self.x_dbl[0, :, :R], self.delta[0], self.delta_flat, self.dt, self.dt.reshape(-1),
-            self.softplus_blocks, self.h0t, self.h0t[0], self.scan, prm["At"], prm["Abt"],
+            self.softplus_blocks, self.h0t, prm["At"], prm["Abt"],
             self.B_np, self.C_np, prm["D"], prm["D_b"] if pair else prm["D"], self.mode,
-            self.y, self.hmid, self.hmid[0], self.hT, self.scan_items, self.gated_np,
+            self.y, self.hmid, self.hT, self.scan_items, self.gated_np,
             self.gated, self.w_out_t, self.hidden, self.hidden.numpy().reshape(1, L, D),
             block.norm.weight.detach().numpy(), self.eps)  # shares the weight's memory
 
@@ -180,12 +179,12 @@ class HopPlan:
         res_in = x.contiguous().numpy()
         hidden = res_in
         add = False
-        mm, bmm, baddbmm, addmm, copyto = torch.mm, torch.bmm, torch.baddbmm, torch.addmm, np.copyto
+        mm, bmm, baddbmm, addmm = torch.mm, torch.bmm, torch.baddbmm, torch.addmm
         for i, buf in enumerate(self.layers):
             (res2, normed_np, normed, w_in_t, xz, xz3, taps, cbias, taps_b, cbias_b, xcs_np,
              conv_mode, pair, xcs, x_dbl, x_dbl_r, delta, w_x, w_dt, dt_bias, xcs0, x_dbl0,
-             x_dbl0_r, delta0, delta_flat, dt, dt_flat, sp_blocks, h0t, h0t0, scan, At, Abt,
-             B_np, C_np, D_skip, D_b, mode, y, hmid, hmid0, hT, scan_items, gated_np, gated,
+             x_dbl0_r, delta0, delta_flat, dt, dt_flat, sp_blocks, h0t, At, Abt,
+             B_np, C_np, D_skip, D_b, mode, y, hmid, hT, scan_items, gated_np, gated,
              w_out_t, hidden_t, hidden_np, norm_w, eps) = buf.bound
             _add_rmsnorm_kernel(res_in[0], hidden[0], add, norm_w, eps, res2, normed_np)
             mm(normed, w_in_t, out=xz)
@@ -197,12 +196,9 @@ class HopPlan:
             else:
                 mm(xcs0, w_x, out=x_dbl0)
                 addmm(dt_bias, x_dbl0_r, w_dt, out=delta0)
-            _softplus_kernel(delta_flat, dt_flat, 0, sp_blocks)
-            copyto(h0t0, ssm_in[i, 0].T)
-            scan(dt, xcs_np, At, Abt, B_np, C_np, D_skip, D_b, h0t, mode, split, y, hmid, hT,
-                 0, scan_items)
-            copyto(new_ssm[i, 0], hmid0.T)
-            _gate_kernel(y, xz3, gated_np, pair)
+            ssm_block(delta_flat, dt, dt_flat, sp_blocks, ssm_in[i], h0t, xcs_np, At, Abt, B_np,
+                      C_np, D_skip, D_b, mode, split, y, hmid, hT, scan_items, new_ssm[i], xz3,
+                      gated_np, pair)
             mm(gated, w_out_t, out=hidden_t)
             res_in, hidden, add = buf.res, hidden_np, True
         _add_rmsnorm_kernel(res_in[0], hidden[0], True, self.norm_f_w, self.norm_f_eps,
