@@ -7,7 +7,9 @@ Three stateful pieces, each with ``push`` / ``flush`` / ``reset`` / ``state_dict
   chunking, plus ``flush()``, equal ``torchaudio.functional.resample`` of the whole signal
   (same kernel, same zero padding at both ends, same output length).
 * :class:`StreamingFbank` -- 16 kHz samples -> Kaldi fbank frames ``(k, N_MELS)``. The
-  concatenated outputs equal ``kaldi_fbank(whole_signal, remove_clip_dc=False)``: frame ``i``
+  concatenated outputs equal ``kaldi_fbank(whole_signal, remove_clip_dc=False)`` to float32
+  rounding (~1e-7), and ``ops.fbank_fused_cpu.fbank_frames_fused(whole_signal)`` (the offline
+  features of streaming-layout models) bit for bit, whatever the chunking (tested): frame ``i``
   covers samples ``[HOP_SAMPLES * i, HOP_SAMPLES * i + FRAME_SAMPLES)`` and is emitted by the
   push that delivers sample ``HOP_SAMPLES * i + FRAME_SAMPLES - 1``.
 * :class:`StreamingFrontEnd` -- resampler (if needed) + fbank + optional normalisation.
@@ -110,9 +112,10 @@ def _check_nonneg(value: int, key: str, owner: str) -> int:
 class StreamingFbank:
     """Incremental Kaldi fbank of a 16 kHz stream: ``push(chunk) -> (k, N_MELS)`` new frames.
 
-    Equivalent to ``kaldi_fbank(whole_signal, remove_clip_dc=False)`` for any chunking (each
-    frame only depends on its own FRAME_SAMPLES samples, so frames are computed by the same Kaldi
-    code on the buffered samples). Latency: frame ``i`` is emitted as soon as sample
+    Equivalent to ``kaldi_fbank(whole_signal, remove_clip_dc=False)`` for any chunking, to
+    float32 rounding (each frame only depends on its own FRAME_SAMPLES samples, and is computed
+    by ``ops.fbank_fused_cpu.fbank_frames_fused`` on the buffered samples, the same way
+    whatever else the call holds; ~1e-7 from the op-for-op Kaldi code). Latency: frame ``i`` is emitted as soon as sample
     ``HOP_SAMPLES * i + FRAME_SAMPLES - 1`` arrives (25 ms window, no lookahead beyond it).
 
     Memory: between pushes the buffer holds ``samples_seen - HOP_SAMPLES * frames_emitted``

@@ -63,3 +63,22 @@ def test_fused_fbank_rejects_what_it_cannot_take():
         fbank_frames_fused(torch.zeros(500, dtype=torch.float64))
     with pytest.raises(ValueError, match="n >= 400"):
         fbank_frames_fused(torch.zeros(399))
+
+
+def test_streamed_frames_equal_the_offline_fused_frames_bit_for_bit():
+    """Random chunkings of a stream give exactly the frames the offline features of a
+    streaming-layout model are made of (each frame from its own samples, the same way)."""
+    import random
+
+    from streaming_aum.streaming_features import StreamingFbank
+
+    g = torch.Generator().manual_seed(0)
+    for n in [FRAME_SAMPLES, 5000, 48000]:
+        x = 0.2 * torch.randn(n, generator=g)
+        rng = random.Random(n)
+        fb, outs, i = StreamingFbank(), [], 0
+        while i < n:
+            step = rng.randint(0, 3000)
+            outs.append(fb.push(x[i:i + step]))
+            i += step
+        assert torch.equal(torch.cat(outs), fbank_frames_fused(x)), n
