@@ -21,14 +21,12 @@ parameter changes) and is rebuilt by the runtime when they were replaced.
 
 from __future__ import annotations
 
-import operator
-
 import numpy as np
 import torch
 
 from .model import AudioMamba
 from .model.audio_mamba import _any_hooks
-from .model.mixer import _runs_serially
+from .model.mixer import _DATA_PTR, _VERSION, _runs_serially
 from .ops import scan_fused_cpu
 from .ops.dispatch import fused_inference_path
 
@@ -39,8 +37,6 @@ if scan_fused_cpu.HAVE_NUMBA:
     from .ops.ssm_block_cpu import ssm_block
 
 _F32 = np.float32
-_DATA_PTR = torch.Tensor.data_ptr
-_VERSION = operator.attrgetter("_version")
 
 # Counts parameter registrations anywhere in the process (a module built, a parameter assigned
 # or replaced: ``nn.Module.register_parameter``). A plan's check of its parameters is then one
@@ -71,64 +67,44 @@ def plan_applies(model: AudioMamba, x: torch.Tensor) -> bool:
 
 
 class _LayerBuffers:
-    """One layer's parameters (kernel layouts) and preallocated intermediates for L tokens."""
+    """One layer's preallocated intermediates for L tokens and, in ``bound``, everything a run
+    passes to its kernels (parameters in kernel layouts, buffers and their numpy views)."""
 
-    def __init__(self, block, length: int, split: int) -> None:
+    def __init__(self, block, length: int) -> None:
         mix = block.mixer
-        self.prm = prm = mix._fused_params()
+        prm = mix._fused_params()
         E, R, S = mix.d_inner, mix.dt_rank, mix.d_state
         D = mix.d_model
         L = length
-        self.pair = pair = mix.kind == "v2"
+        pair = mix.kind == "v2"
         nb = 2 if pair else 1
-        self.mode = 3 if pair else 2 if mix.kind == "v1" else 0
-        self.conv_mode = 2 if pair else 0
-        self.split = split
-        self.R, self.S = R, S
-        self.eps = _F32(block.norm.eps)
-        self.res = np.empty((1, L, D), _F32)
-        self.normed = torch.empty(L, D)
-        self.xz = torch.empty(L, 2 * E)
-        self.xcs = torch.empty(nb, L, E)
-        self.x_dbl = torch.empty(nb, L, R + 2 * S)
-        self.delta = torch.empty(nb, L, E)
-        self.dt = np.empty((nb, L, E), _F32)
-        self.y = np.empty((nb, L, E), _F32)
-        self.gated = torch.empty(L, E)
-        self.hidden = torch.empty(L, D)
-        self.h0t = np.empty((1, S, E), _F32)
-        self.hmid = np.zeros((1, S, E), _F32)
-        self.hT = np.empty((1, S, E), _F32)
-        self.w_in_t = prm["w_in"].t()
-        self.w_out_t = prm["w_out"].t()
-        if not pair:
-            self.w_x_t = prm["w_x"].t()
-            self.w_dt_t = prm["w_dt"].t()
-        # numpy views of the buffers the kernels write (they share memory with the tensors)
-        self.normed_np, self.xz_np = self.normed.numpy(), self.xz.numpy()
-        self.xcs_np, self.delta_flat = self.xcs.numpy(), self.delta.view(-1).numpy()
-        self.gated_np = self.gated.numpy().reshape(1, L, E)
-        self.B_np = self.x_dbl[..., R:R + S].numpy()
-        self.C_np = self.x_dbl[..., R + S:].numpy()
-        self.softplus_blocks = (self.dt.size + _SOFTPLUS_BLOCK - 1) // _SOFTPLUS_BLOCK
-        self.scan_items = nb * ((E + scan_fused_cpu.LANES - 1) // scan_fused_cpu.LANES)
-        # Everything a run passes per layer, bound once: the run loop unpacks one tuple
-        # instead of ~40 attribute and dict lookups (inside a hop each costs several times
-        # its tight-loop time).
-        xz3 = self.xz_np.reshape(1, L, 2 * E)
+        self.res = np.empty((1, L, D), _F32)  # this layer's residual: the next layer's input
+        normed, xz = torch.empty(L, D), torch.empty(L, 2 * E)
+        xcs, delta = torch.empty(nb, L, E), torch.empty(nb, L, E)
+        x_dbl = torch.empty(nb, L, R + 2 * S)
+        dt = np.empty((nb, L, E), _F32)
+        gated, hidden = torch.empty(L, E), torch.empty(L, D)
+        # Everything a run passes per layer, bound once (numpy views share the tensors'
+        # memory): the run loop unpacks one tuple instead of ~40 attribute and dict lookups
+        # (inside a hop each costs several times its tight-loop time).
+        xz3 = xz.numpy().reshape(1, L, 2 * E)
         self.bound = (
-            self.res[0], self.normed_np, self.normed, self.w_in_t, self.xz, xz3,
+            self.res[0], normed.numpy(), normed, prm["w_in"].t(), xz, xz3,
             prm["taps"], prm["conv_bias"], prm["taps_b"] if pair else prm["taps"],
-            prm["conv_bias_b"] if pair else prm["conv_bias"], self.xcs_np, self.conv_mode,
-            pair, self.xcs, self.x_dbl, self.x_dbl[..., :R], self.delta,
-            prm["w_x_pair"] if pair else self.w_x_t, prm["w_dt_pair"] if pair else self.w_dt_t,
-            prm["bias_pair"] if pair else prm["bias"], self.xcs[0], self.x_dbl[0],
-            self.x_dbl[0, :, :R], self.delta[0], self.delta_flat, self.dt, self.dt.reshape(-1),
-            self.softplus_blocks, self.h0t, prm["At"], prm["Abt"],
-            self.B_np, self.C_np, prm["D"], prm["D_b"] if pair else prm["D"], self.mode,
-            self.y, self.hmid, self.hT, self.scan_items, self.gated_np,
-            self.gated, self.w_out_t, self.hidden, self.hidden.numpy().reshape(1, L, D),
-            block.norm.weight.detach().numpy(), self.eps)  # shares the weight's memory
+            prm["conv_bias_b"] if pair else prm["conv_bias"], xcs.numpy(), 2 if pair else 0,
+            pair, xcs, x_dbl, x_dbl[..., :R], delta,
+            prm["w_x_pair"] if pair else prm["w_x"].t(),
+            prm["w_dt_pair"] if pair else prm["w_dt"].t(),
+            prm["bias_pair"] if pair else prm["bias"], xcs[0], x_dbl[0],
+            x_dbl[0, :, :R], delta[0], delta.view(-1).numpy(), dt, dt.reshape(-1),
+            (dt.size + _SOFTPLUS_BLOCK - 1) // _SOFTPLUS_BLOCK, np.empty((1, S, E), _F32),
+            prm["At"], prm["Abt"], x_dbl[..., R:R + S].numpy(), x_dbl[..., R + S:].numpy(),
+            prm["D"], prm["D_b"] if pair else prm["D"], 3 if pair else 2 if mix.kind == "v1" else 0,
+            np.empty((nb, L, E), _F32), np.zeros((1, S, E), _F32), np.empty((1, S, E), _F32),
+            nb * ((E + scan_fused_cpu.LANES - 1) // scan_fused_cpu.LANES),
+            gated.numpy().reshape(1, L, E), gated, prm["w_out"].t(), hidden,
+            hidden.numpy().reshape(1, L, D),
+            block.norm.weight.detach().numpy(), _F32(block.norm.eps))  # shares the weight
 
 
 class HopPlan:
@@ -141,7 +117,7 @@ class HopPlan:
             raise ValueError(f"split must be in [0, {length}], got {split}")
         self.model = model
         self.length, self.split = length, split
-        self.layers = [_LayerBuffers(block, length, split) for block in model.layers]
+        self.layers = [_LayerBuffers(block, length) for block in model.layers]
         D = model.config.embed_dim
         self.final_res = np.empty((1, length, D), _F32)
         self.out = torch.empty(1, length, D)

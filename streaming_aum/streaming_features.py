@@ -115,8 +115,9 @@ class StreamingFbank:
     Equivalent to ``kaldi_fbank(whole_signal, remove_clip_dc=False)`` for any chunking, to
     float32 rounding (each frame only depends on its own FRAME_SAMPLES samples, and is computed
     by ``ops.fbank_fused_cpu.fbank_frames_fused`` on the buffered samples, the same way
-    whatever else the call holds; ~1e-7 from the op-for-op Kaldi code). Latency: frame ``i`` is emitted as soon as sample
-    ``HOP_SAMPLES * i + FRAME_SAMPLES - 1`` arrives (25 ms window, no lookahead beyond it).
+    whatever else the call holds; ~1e-7 from the op-for-op Kaldi code). Latency: frame ``i``
+    is emitted as soon as sample ``HOP_SAMPLES * i + FRAME_SAMPLES - 1`` arrives (25 ms
+    window, no lookahead beyond it).
 
     Memory: between pushes the buffer holds ``samples_seen - HOP_SAMPLES * frames_emitted``
     samples, always fewer than FRAME_SAMPLES; during a push, fewer than FRAME_SAMPLES + chunk.

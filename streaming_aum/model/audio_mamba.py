@@ -20,6 +20,7 @@ import math
 
 import torch
 from torch import nn
+from torch.nn.modules import module as module_mod
 
 from ..config import AuMConfig
 from ..errors import AudioInputError
@@ -33,8 +34,6 @@ from .norm import RMSNorm
 def _any_hooks(*modules: nn.Module) -> bool:
     """Whether a forward (pre-)hook, global or on one of ``modules``, would be skipped by a
     path that computes these modules' outputs without calling them."""
-    from torch.nn.modules import module as module_mod
-
     if module_mod._global_forward_hooks or module_mod._global_forward_pre_hooks:
         return True
     return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
@@ -150,19 +149,13 @@ class AudioMamba(nn.Module):
     def _embed_streaming_layout(self, fbank: torch.Tensor) -> torch.Tensor:
         """``embed_tokens`` of a streaming-layout model on the inference path: (B, T, F) ->
         time-major tokens (B, T' * F', D) in one matmul and one add. The patches are unfolded
-        straight into token order (``PatchEmbed.forward_unfolded`` unfolds them frequency-major
-        for the patch grid, which the general path then permutes twice), and each token gets
+        straight into token order (``PatchEmbed.embed_patches(time_major=True)``; the grid form
+        is frequency-major, which the general path then permutes twice), and each token gets
         its frequency row's position vector. A streaming hop embeds one column per call,
         where the general path's dozen reshapes and permutes cost several times the matmul."""
-        P = self.config.patch_size
-        proj = self.patch_embed.proj
-        x = fbank.to(proj.weight.dtype)
-        B, T, F_ = x.shape
-        cols, rows = T // P, F_ // P
-        patches = (x[:, :cols * P, :rows * P].reshape(B, cols, P, rows, P)
-                   .permute(0, 1, 3, 4, 2).reshape(B * cols * rows, P * P))  # (.., f-in, t-in)
-        weight = proj.weight.reshape(proj.weight.shape[0], P * P)
-        tokens = torch.addmm(proj.bias, patches, weight.t()).view(B, cols, rows, -1)
+        tokens = self.patch_embed.embed_patches(fbank.to(self.patch_embed.proj.weight.dtype),
+                                                time_major=True)  # (B, T', F', D)
+        B, cols, rows, _ = tokens.shape
         pos = self.pos_embed.patch_positions(rows, 1)[:, 0]  # (F', D)
         return (tokens + pos).view(B, cols * rows, -1)
 

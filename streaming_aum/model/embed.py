@@ -43,18 +43,24 @@ class PatchEmbed(nn.Module):
         return self.proj(fbank.unsqueeze(1).transpose(2, 3))
 
     def forward_unfolded(self, fbank: torch.Tensor) -> torch.Tensor:
-        """``forward`` as a matmul: patch (f, t) is the flattened block
+        """``forward`` as a matmul (``embed_patches``), as the (B, D, F', T') grid."""
+        return self.embed_patches(fbank, time_major=False).permute(0, 3, 1, 2)
+
+    def embed_patches(self, fbank: torch.Tensor, *, time_major: bool) -> torch.Tensor:
+        """The patch embeddings as one matmul over the unfolded patches: (B, T, F) ->
+        (B, T', F', D) with ``time_major`` (columns outermost: a streaming model's token
+        order), else (B, F', T', D). Patch (f, t) is the flattened block
         ``fbank[:, t*P:(t+1)*P, f*P:(f+1)*P]`` read in the conv weight's (freq, time) order."""
         P = self.patch_size
         B, T, F_ = fbank.shape
         cols, rows = T // P, F_ // P
-        patches = (fbank[:, :cols * P, :rows * P].reshape(B, cols, P, rows, P)
-                   .permute(0, 3, 1, 4, 2).reshape(B * rows * cols, P * P))  # (.., f-in, t-in)
+        blocks = fbank[:, :cols * P, :rows * P].reshape(B, cols, P, rows, P)
+        patches = (blocks.permute(0, 1, 3, 4, 2) if time_major
+                   else blocks.permute(0, 3, 1, 4, 2)).reshape(B * rows * cols, P * P)
         weight = self.proj.weight.reshape(self.proj.weight.shape[0], P * P)
         bias = self.proj.bias
-        grid = (patches @ weight.t() if bias is None else torch.addmm(bias, patches, weight.t()))
-        grid = grid.reshape(B, rows, cols, -1)
-        return grid.permute(0, 3, 1, 2)
+        out = (patches @ weight.t() if bias is None else torch.addmm(bias, patches, weight.t()))
+        return out.view(B, cols, rows, -1) if time_major else out.view(B, rows, cols, -1)
 
 
 def grid_to_tokens(grid: torch.Tensor, order: str) -> torch.Tensor:

@@ -45,7 +45,7 @@ from ..ops.dispatch import fused_inference_path
 
 if scan_fused_cpu.HAVE_NUMBA:  # the fused path is only taken with numba (dispatch)
     from ..ops.conv_fused_cpu import _conv_silu_kernel
-    from ..ops.pointwise_cpu import _gate_kernel, _softplus_kernel
+    from ..ops.ssm_block_cpu import ssm_block
 
 
 def pair_projections(xcs: torch.Tensor, w_x_pair: torch.Tensor, w_dt_pair: torch.Tensor,
@@ -279,8 +279,10 @@ class BiMambaMixer(nn.Module):
         """``_forward_fused`` from the in-projection's output ``xz`` (B, L, 2E) on, for work
         that runs on one thread anyway (a streaming hop's window; ``_runs_serially``): the
         same kernels with the same inputs, so the same bits, called directly on numpy
-        buffers. The general path's wrappers (argument checks, thread split, tensor
-        allocations; ~15 Python-level steps per kernel) cost more than a hop's kernels do."""
+        buffers, softplus + scan + gate as one compiled call (``ops.ssm_block_cpu``, as
+        ``hop_plan.HopPlan`` calls it). The general path's wrappers (argument checks, thread
+        split, tensor allocations; ~15 Python-level steps per kernel) cost more than a hop's
+        kernels do."""
         B, L = xz.shape[0], xz.shape[1]
         E, K1, R, S = self.d_inner, self.d_conv - 1, self.dt_rank, self.d_state
         pair = self.kind == "v2"
@@ -290,7 +292,7 @@ class BiMambaMixer(nn.Module):
             raise ValueError(f"split must be in [0, {L}], got {split}")
         f32 = np.float32
         if state is None:
-            conv0, h0t = np.zeros((B, K1, E), f32), np.zeros((B, S, E), f32)
+            conv0, ssm0 = np.zeros((B, K1, E), f32), np.zeros((B, E, S), f32)
         else:
             # the kernels do not bounds-check: a wrong state shape must not reach them
             if tuple(state.conv.shape) != (B, K1, E) or tuple(state.ssm.shape) != (B, E, S):
@@ -298,7 +300,7 @@ class BiMambaMixer(nn.Module):
                                  f"{tuple(state.ssm.shape)}; this mixer needs ({B}, {K1}, {E}) "
                                  f"and ({B}, {E}, {S})")
             conv0 = state.conv.detach().float().contiguous().numpy()
-            h0t = state.ssm.detach().float().transpose(1, 2).contiguous().numpy()
+            ssm0 = state.ssm.detach().float().contiguous().numpy()
         xz_np = xz.numpy()
         xcs, conv_mid = np.empty((nb, L, E), f32), np.empty((B, K1, E), f32)
         _conv_silu_kernel(xz_np, conv0, prm["taps"], prm["conv_bias"],
@@ -314,22 +316,20 @@ class BiMambaMixer(nn.Module):
             x_dbl = None
         delta_np = delta.numpy()
         dt = np.empty_like(delta_np)
-        _softplus_kernel(delta_np.reshape(-1), dt.reshape(-1), 0,
-                         (dt.size + SOFTPLUS_BLOCK - 1) // SOFTPLUS_BLOCK)
         if pair:
             Bm, Cm = x_dbl[..., R:R + S], x_dbl[..., R + S:]
         y, hmid, hT = np.empty((nb, L, E), f32), np.zeros((B, S, E), f32), np.empty((B, S, E), f32)
-        kernel = scan_fused_cpu._scan_kernel_s16 if S == 16 else scan_fused_cpu._scan_kernel_any
-        kernel(dt, xcs, prm["At"], prm["Abt"], Bm.numpy(), Cm.numpy(), prm["D"],
-               prm["D_b"] if pair else prm["D"], h0t, 3 if pair else 2 if self.kind == "v1" else 0,
-               -1 if split is None else at, y, hmid, hT, 0,
-               nb * ((E + scan_fused_cpu.LANES - 1) // scan_fused_cpu.LANES))
-        gated = np.empty((B, L, E), f32)
-        _gate_kernel(y, xz_np, gated, pair)
+        ssm_next, gated = np.empty((B, E, S), f32), np.empty((B, L, E), f32)
+        # softplus, scan and gate (and the state transposes) in one compiled call
+        ssm_block(delta_np.reshape(-1), dt, dt.reshape(-1),
+                  (dt.size + SOFTPLUS_BLOCK - 1) // SOFTPLUS_BLOCK, ssm0, np.empty((B, S, E), f32),
+                  xcs, prm["At"], prm["Abt"], Bm.numpy(), Cm.numpy(), prm["D"],
+                  prm["D_b"] if pair else prm["D"], 3 if pair else 2 if self.kind == "v1" else 0,
+                  -1 if split is None else at, y, hmid, hT,
+                  nb * ((E + scan_fused_cpu.LANES - 1) // scan_fused_cpu.LANES), ssm_next, xz_np,
+                  gated, pair)
         out = F.linear(torch.from_numpy(gated), prm["w_out"])
-        h = hT if split is None else hmid
-        return out, MixerState(conv=torch.from_numpy(conv_mid),
-                               ssm=torch.from_numpy(h).transpose(1, 2))
+        return out, MixerState(conv=torch.from_numpy(conv_mid), ssm=torch.from_numpy(ssm_next))
 
     def _fused_v2_branches(self, xz: torch.Tensor, prm: dict, conv_state: torch.Tensor | None,
                            h0t: torch.Tensor | None, split: int | None

@@ -92,12 +92,14 @@ def _sparse_mel() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.nd
     hi = np.zeros(N_MELS, np.int64)
     offsets = np.zeros(N_MELS, np.int64)
     weights = []
+    nnz = 0
     for m in range(N_MELS):
         nz = np.flatnonzero(dense[m])
-        offsets[m] = sum(len(x) for x in weights)
+        offsets[m] = nnz
         if nz.size:  # a filter narrower than one FFT bin can be empty (row 3 here)
             lo[m], hi[m] = nz[0], nz[-1] + 1
             weights.append(dense[m, lo[m]:hi[m]])
+            nnz += hi[m] - lo[m]
     return (window[0].contiguous().numpy(), lo, hi, offsets,
             np.ascontiguousarray(np.concatenate(weights)), np.float32(floor.item()))
 
