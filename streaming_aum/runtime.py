@@ -33,7 +33,7 @@ from .audio_constants import (FRAME_SAMPLES, FRAMES_PER_PATCH, SAMPLE_RATE, SAMP
                               column_end_sample)
 from .audio_io import check_sample_rate
 from .errors import ConfigError
-from .hop_plan import HopPlan, plan_applies
+from .hop_plan import ColumnEmbedding, HopPlan, plan_applies
 from .model import AudioMamba, MixerState
 from .offline import features_for_model, model_norm
 from .streaming_features import (StreamingFrontEnd, StreamingResampler, StreamStateError,
@@ -137,6 +137,7 @@ class StreamingRuntime:
         self.front_end = StreamingFrontEnd(input_rate, norm=model_norm(model, norm))
         self._param = next(model.parameters())
         self._plans: dict[tuple[int, int], HopPlan] = {}  # buffers only, no stream state
+        self._embedding: ColumnEmbedding | None = None  # bound operands only, no stream state
         self.reset()
 
     # State ------------------------------------------------------------------------------
@@ -241,16 +242,20 @@ class StreamingRuntime:
             # embedding is a matmul whose rounding depends on its row count, so embedding the
             # columns a chunk happens to complete together would make hops depend on the
             # chunking; one at a time they are bit-identical for any chunking (P1, P5).
-            # embed_tokens decides per call which form runs; decided once here instead (the
-            # same decision: AudioMamba.embed_tokens)
-            model = self.model
-            if model.streaming_embedding_applies(spec):
-                embed = model._embed_streaming_layout
+            # On the inference path a ColumnEmbedding (its operands bound) does it; the same
+            # decision as AudioMamba.embed_tokens, taken once per push
+            emb = self._embedding
+            if emb is None or not emb.usable(spec):
+                emb = self._embedding = (ColumnEmbedding(self.model)
+                                         if self.model.streaming_embedding_applies(spec)
+                                         else None)
+            if emb is not None:
+                cols = [emb(frames[c * FRAMES_PER_PATCH: (c + 1) * FRAMES_PER_PATCH])
+                        for c in range(n_cols)]
             else:
-                def embed(col: torch.Tensor) -> torch.Tensor:
-                    return model.embed_tokens(col)[0]
-            cols = [embed(spec[:, c * FRAMES_PER_PATCH: (c + 1) * FRAMES_PER_PATCH])
-                    for c in range(n_cols)]
+                embed = self.model.embed_tokens
+                cols = [embed(spec[:, c * FRAMES_PER_PATCH: (c + 1) * FRAMES_PER_PATCH])[0]
+                        for c in range(n_cols)]
             tokens = cols[0] if n_cols == 1 else torch.cat(cols, dim=1)
         pending = torch.cat([self._new_tokens, tokens], dim=1)
         step = self.hop_columns * self.rows
@@ -266,10 +271,14 @@ class StreamingRuntime:
         applies (``hop_plan.plan_applies``; finite windows only, so that a handful of shapes
         recur: the filling window's, then one); built on first use, rebuilt when a parameter
         changed."""
-        if self.window_columns is None or not plan_applies(self.model, new_tokens):
+        if self.window_columns is None:
             return None
         key = (length, split)
         plan = self._plans.get(key)
+        if plan is not None and plan.usable(new_tokens):  # the steady state: one cheap check
+            return plan
+        if not plan_applies(self.model, new_tokens):
+            return None
         if plan is None or not plan.current():
             if len(self._plans) > self.window_columns + 2:
                 self._plans.clear()

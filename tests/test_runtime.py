@@ -224,22 +224,30 @@ def test_recompute_runtime_other_rate_is_chunk_invariant_and_resampled(fixtures_
 
 
 @pytest.mark.parametrize("mixer", MIXERS)
-@pytest.mark.parametrize("pool", ["window", "stream"])
-def test_hop_plan_is_bit_identical_to_window_step(mixer, pool, monkeypatch):
+@pytest.mark.parametrize("pool,hop", [("window", 1), ("stream", 1), ("window", 2)])
+def test_hop_plan_is_bit_identical_to_window_step(mixer, pool, hop, monkeypatch):
     """The preallocated hop (hop_plan.HopPlan, taken for finite windows on the float32 CPU
     inference path) against the same runtime forced onto ``window_step``: identical logits,
     per-column logits and carried states at every hop, through the filling window, a
-    parameter edited in place mid-stream (the plan sees it) and a snapshot restore; a forward
-    hook on a mixer sends hops back through the modules."""
+    parameter edited in place mid-stream (the plan sees it), a snapshot restore, and a
+    restore of an older snapshot (layer 0's rows from the previous hop then do not apply and
+    must not be reused); a forward hook on a mixer sends hops back through the modules. Once
+    the window slides, layer 0 reuses the previous hop's rows (counted)."""
     from streaming_aum import hop_plan
 
     model = random_model(mixer, seed=3)
-    planned = StreamingRuntime(model, window_columns=3, pool=pool, column_scores=True)
-    plain = StreamingRuntime(model, window_columns=3, pool=pool, column_scores=True)
+    planned = StreamingRuntime(model, window_columns=3, hop_columns=hop, pool=pool,
+                               column_scores=True)
+    plain = StreamingRuntime(model, window_columns=3, hop_columns=hop, pool=pool,
+                             column_scores=True)
     plain._plan_for = lambda *_: None
     runs = []
     real_run = hop_plan.HopPlan.run
     monkeypatch.setattr(hop_plan.HopPlan, "run", lambda *a: runs.append(1) or real_run(*a))
+    reused = []
+    real_reuse = hop_plan.layer0_reuse
+    monkeypatch.setattr(hop_plan, "layer0_reuse",
+                        lambda *a: reused.append(real_reuse(*a)) or reused[-1])
     x = audio(3.0, seed=5)
 
     def compare(chunk):
@@ -251,25 +259,67 @@ def test_hop_plan_is_bit_identical_to_window_step(mixer, pool, monkeypatch):
         assert torch.equal(planned._conv, plain._conv) and torch.equal(planned._ssm, plain._ssm)
         return len(ra)
 
-    hops = compare(x[:20000])
-    assert hops > 4 and len(runs) == hops  # every hop took the plan, filling window included
+    hops = compare(x[:26000])
+    assert hops >= 5 and len(runs) == hops  # every hop took the plan, filling window included
+    assert sum(reused) >= hops - 4  # all but the filling hops and the first sliding one
+    early = planned.state_dict(), plain.state_dict()
     with torch.no_grad():
         model.layers[1].mixer.A_log.add_(0.2)  # in place: version counter, same storage
         model.layers[0].norm.weight.mul_(1.3)
-    compare(x[20000:25000])
+    compare(x[26000:31000])
     with torch.no_grad():  # replaced, not edited: new Parameter objects
         model.layers[0].mixer.out_proj.weight = torch.nn.Parameter(
             0.9 * model.layers[0].mixer.out_proj.weight)
         model.norm_f.weight = torch.nn.Parameter(model.norm_f.weight * 1.1)
         model.layers[1].norm.weight.data = model.layers[1].norm.weight.data * 0.8
-    compare(x[25000:30000])
+    compare(x[31000:36000])
     snap = planned.state_dict()
     planned.reset()
     planned.load_state_dict(snap)
-    compare(x[30000:40000])
+    compare(x[36000:42000])
+    reused.clear()
+    planned.load_state_dict(early[0])  # back to an older point of the stream
+    plain.load_state_dict(early[1])
+    assert compare(x[26000:42000]) > 1 and reused[0] is False and sum(reused) > 0
     runs.clear()
     handle = model.layers[0].mixer.register_forward_hook(lambda *_: None)
     try:
-        assert compare(x[40000:]) > 0 and not runs
+        assert compare(x[42000:]) > 0 and not runs
     finally:
         handle.remove()
+
+
+def test_column_embedding_is_the_streaming_embedding():
+    """hop_plan.ColumnEmbedding (the runtime's per-column embedding with bound operands) gives
+    the bits of AudioMamba._embed_streaming_layout, also after in-place parameter edits; a
+    replaced parameter or a hook on the patch embedding makes it unusable, and the runtime
+    then builds a new one or takes the general path."""
+    from streaming_aum.hop_plan import ColumnEmbedding
+
+    model = random_model("v2", seed=4)
+    emb = ColumnEmbedding(model)
+    g = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        for _ in range(3):
+            frames = torch.randn(16, 128, generator=g)
+            assert emb.usable(frames)
+            assert torch.equal(emb(frames), model._embed_streaming_layout(frames[None]))
+        with torch.no_grad():
+            model.patch_embed.proj.weight.mul_(1.5)
+            model.pos_embed.pos_embed.add_(0.25)
+        frames = torch.randn(16, 128, generator=g)
+        assert emb.usable(frames)
+        assert torch.equal(emb(frames), model._embed_streaming_layout(frames[None]))
+        handle = model.patch_embed.register_forward_hook(lambda *_: None)
+        assert not emb.usable(frames)
+        handle.remove()
+        assert not emb.usable(frames.double())
+        model.patch_embed.proj.bias = torch.nn.Parameter(model.patch_embed.proj.bias + 1.0)
+        assert not emb.usable(frames)
+    rt = StreamingRuntime(model, window_columns=3)
+    rt.push(audio(0.5))
+    first = rt._embedding
+    model.patch_embed.proj.weight = torch.nn.Parameter(model.patch_embed.proj.weight * 0.5)
+    rt.push(audio(0.5, seed=2))
+    with torch.inference_mode():
+        assert rt._embedding is not first and rt._embedding.usable(torch.zeros(16, 128))
