@@ -17,6 +17,7 @@ from scipy.signal import welch
 from streaming_aum.audio_constants import SAMPLE_RATE
 from streaming_aum.data import background as bg
 from streaming_aum.data.augment import (
+    change_speed,
     AugmentConfig, Augmenter, mix_at_snr, spec_augment, spec_augment_spans, telephone_band)
 from streaming_aum.data.background import BackgroundBank, EventBank
 from streaming_aum.data.fetch import classify_path, fetch_ambience, rcc_extract
@@ -347,6 +348,53 @@ def test_augmenter_is_deterministic_per_seed() -> None:
     assert not np.array_equal(a, aug(x, np.random.default_rng(8)))
     plan = aug.draw(x.size, np.random.default_rng(7))
     assert np.array_equal(aug.apply(x, plan), a)
+
+
+@pytest.mark.parametrize("factor", [0.9, 0.95, 1.05, 1.1])
+def test_change_speed_scales_frequency_and_keeps_length(factor: float) -> None:
+    """A 1 kHz tone played ``factor`` times as fast becomes a ``factor`` kHz tone (spectral peak,
+    within one 0.5 Hz-wide bin of a 2 s window), centred, with the clip's length."""
+    n = 2 * SR
+    t = np.arange(n) / SR
+    x = (0.5 * np.sin(2 * np.pi * 1000.0 * t)).astype(np.float32)
+    y = change_speed(x, factor)
+    assert y.dtype == np.float32 and y.shape == x.shape
+    mid = y[n // 4: 3 * n // 4].astype(np.float64)  # away from padding and filter edges
+    spec = np.abs(np.fft.rfft(mid * np.hanning(mid.size)))
+    peak_hz = np.argmax(spec) * SR / mid.size
+    assert abs(peak_hz - 1000.0 * factor) <= SR / mid.size
+    np.testing.assert_allclose(np.sqrt(np.mean(mid ** 2)), 0.5 / math.sqrt(2), rtol=0.02)
+    if factor > 1:  # shorter: zero padding split evenly around the centred clip
+        pad = n - int(np.ceil(n / factor))
+        assert np.all(y[: pad // 2 - 1] == 0) and np.all(y[n - pad // 2 + 1:] == 0)
+    assert np.array_equal(change_speed(x, 1.0), x)
+    with pytest.raises(ConfigError, match="multiple of 0.05"):
+        change_speed(x, 1.07)
+
+
+def test_augmenter_speed_is_drawn_only_when_enabled() -> None:
+    """p_speed = 0 (the default) draws nothing, so earlier seeds give the same plans; with
+    p_speed = 1 every plan has a factor from ``speeds`` and applying it changes the clip."""
+    bank, rirs = _banks()
+    x = _word()
+    off = Augmenter(AugmentConfig(), bank, rirs)
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    plan = off.draw(x.size, rng_a)
+    assert plan.speed == 1.0
+    Augmenter(AugmentConfig(p_speed=0.0, speeds=(0.9,)), bank, rirs).draw(x.size, rng_b)
+    assert rng_a.random() == rng_b.random()  # same number of draws consumed
+    on = Augmenter(AugmentConfig(p_speed=1.0, p_background=0.0, p_reverb=0.0,
+                                 p_telephone=0.0), bank, rirs)
+    speeds = {on.draw(x.size, np.random.default_rng(s)).speed for s in range(40)}
+    assert speeds == {0.9, 0.95, 1.05, 1.1}
+    plan = on.draw(x.size, np.random.default_rng(0))
+    slow = on.apply(x, plan)
+    plan.speed = 1.0
+    assert not np.array_equal(slow, on.apply(x, plan))
+    with pytest.raises(ConfigError, match="speeds"):
+        AugmentConfig(speeds=(1.07,))
+    with pytest.raises(ConfigError, match="p_speed"):
+        AugmentConfig(p_speed=1.5)
 
 
 def test_augmenter_without_background_reverb_or_band_is_shift_gain_plus_floor() -> None:

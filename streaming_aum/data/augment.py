@@ -2,6 +2,11 @@
 
 :class:`Augmenter` turns a clean clip into a training example, in this order:
 
+0. **speed** (p=0 by default; opt-in, no random draw when 0): play the clip at a speed drawn
+   from ``speeds`` (0.9, 0.95, 1.05, 1.1 by default; polyphase resampling, so tempo and pitch
+   move together, as in Ko et al. 2015's speed perturbation), then crop or zero-pad it
+   centrally back to its length. Each factor is a new "speaker" for the model (vocal tract
+   and speaking rate), the axis on which held-out voices and engines differ from training;
 1. **shift**: delay or advance by U(-0.1, +0.1) s, zero filled (step 6 covers the zeros);
 2. **reverb** (p=0.3): convolve with a RIR of the split's bank (:func:`apply_rir`), so the word,
    not the background, is reverberant;
@@ -40,6 +45,7 @@ __all__ = [
     "AugmentConfig",
     "AugmentPlan",
     "Augmenter",
+    "change_speed",
     "mix_at_snr",
     "spec_augment",
     "spec_augment_spans",
@@ -64,9 +70,15 @@ class AugmentConfig:
     telephone_rate: int = 8000
     peak: tuple[float, float] = (0.2, 0.9)
     shift_s: float = 0.1
+    p_speed: float = 0.0
+    speeds: tuple[float, ...] = (0.9, 0.95, 1.05, 1.1)
 
     def __post_init__(self) -> None:
-        for name in ("p_background", "p_reverb", "p_telephone"):
+        if not self.speeds or not all(isinstance(f, (int, float)) and 0.5 <= f <= 2.0
+                                      and _speed_ratio(f) for f in self.speeds):
+            raise ConfigError(f"speeds must be a non-empty list of factors in [0.5, 2] that are "
+                              f"multiples of 0.05 (0.9, 0.95, 1.05, ...); got {self.speeds!r}")
+        for name in ("p_background", "p_reverb", "p_telephone", "p_speed"):
             p = getattr(self, name)
             if not (isinstance(p, (int, float)) and 0.0 <= float(p) <= 1.0):
                 raise ConfigError(f"{name} must be a probability in [0, 1]; got {p!r}")
@@ -98,6 +110,7 @@ class AugmentPlan:
     telephone: bool
     peak: float
     floor: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.float32))
+    speed: float = 1.0  # playback speed factor (1.0: unchanged)
 
 
 def mix_at_snr(signal: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
@@ -136,6 +149,38 @@ def telephone_band(x: np.ndarray, band_hz: tuple[float, float] = (300.0, 3400.0)
     y = resample_poly(resample_poly(y, 1, down), down, 1)[:x.size]
     if y.size < x.size:
         y = np.pad(y, (0, x.size - y.size))
+    return y.astype(np.float32)
+
+
+def _speed_ratio(factor: float) -> tuple[int, int] | None:
+    """``(up, down)`` with ``up / down = 1 / factor`` for a factor that is a multiple of 0.05
+    (so resampling by ``up / down`` plays the clip ``factor`` times as fast), else None."""
+    twentieths = round(float(factor) * 20)
+    if twentieths <= 0 or abs(twentieths - float(factor) * 20) > 1e-9:
+        return None
+    g = math.gcd(20, twentieths)
+    return 20 // g, twentieths // g
+
+
+def change_speed(x: np.ndarray, factor: float) -> np.ndarray:
+    """``x`` (n,) played ``factor`` times as fast (polyphase resampling by ``1 / factor``), then
+    centrally cropped or zero-padded back to ``n`` samples. Float32."""
+    from scipy.signal import resample_poly
+
+    ratio = _speed_ratio(factor)
+    if ratio is None:
+        raise ConfigError(f"speed factor must be a multiple of 0.05; got {factor!r}")
+    up, down = ratio
+    if up == down:
+        return np.asarray(x, dtype=np.float32).copy()
+    y = resample_poly(np.asarray(x, dtype=np.float64), up, down)
+    n = x.size
+    if y.size >= n:
+        start = (y.size - n) // 2
+        y = y[start:start + n]
+    else:
+        left = (n - y.size) // 2
+        y = np.pad(y, (left, n - y.size - left))
     return y.astype(np.float32)
 
 
@@ -179,7 +224,10 @@ class Augmenter:
         telephone = bool(rng.random() < c.p_telephone)
         peak = float(rng.uniform(*c.peak))
         floor = noise_floor(n, rng, c.floor_dbfs)
-        return AugmentPlan(shift, rir, background, snr, bg_dbfs, telephone, peak, floor)
+        speed = 1.0
+        if c.p_speed > 0.0 and rng.random() < c.p_speed:  # no draw at all when off
+            speed = float(c.speeds[int(rng.integers(len(c.speeds)))])
+        return AugmentPlan(shift, rir, background, snr, bg_dbfs, telephone, peak, floor, speed)
 
     def apply(self, wave: np.ndarray, plan: AugmentPlan) -> np.ndarray:
         """Apply a drawn plan to ``wave``; a pure function of its inputs. Float32 ``(n,)``."""
@@ -187,6 +235,8 @@ class Augmenter:
         if plan.floor.size != x.size:
             raise AudioInputError(f"the plan was drawn for {plan.floor.size} samples but the wave "
                                   f"has {x.size}")
+        if plan.speed != 1.0:
+            x = change_speed(x, plan.speed)
         y = _shift(x.astype(np.float64), plan.shift)
         if plan.rir is not None:
             y = apply_rir(y, plan.rir).astype(np.float64)

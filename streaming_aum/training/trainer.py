@@ -208,7 +208,8 @@ def make_augmenter(cfg: TrainConfig, split: str, strength: float = 1.0):
                              snr_db=(hi - strength * (hi - lo), hi),
                              p_reverb=a.p_reverb * strength if rirs is not None else 0.0,
                              p_telephone=a.p_telephone * strength, peak=tuple(a.peak),
-                             shift_s=a.shift_s)
+                             shift_s=a.shift_s, p_speed=a.p_speed * strength,
+                             speeds=tuple(a.speeds))
     return aug.Augmenter(acfg, backgrounds, rirs), backgrounds, rirs
 
 
