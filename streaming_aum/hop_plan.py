@@ -35,11 +35,13 @@ parameter changes) and is rebuilt by the runtime when they were replaced.
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import numpy as np
 import torch
 
 from .model import AudioMamba
-from .model.audio_mamba import _any_hooks
+from .model.audio_mamba import _any_hooks, _hook_dicts
 from .model.mixer import _DATA_PTR, _VERSION, _runs_serially
 from .ops import scan_fused_cpu
 from .ops.dispatch import fused_inference_path
@@ -52,9 +54,7 @@ if scan_fused_cpu.HAVE_NUMBA:
     from .ops.ssm_block_cpu import ssm_block
 
 _F32 = np.float32
-# torch's global forward (pre-)hook dicts, which nn.Module.register_module_forward_hook adds to
-_GLOBAL_HOOKS = (torch.nn.modules.module._global_forward_hooks,
-                 torch.nn.modules.module._global_forward_pre_hooks)
+
 
 # Counts parameter registrations anywhere in the process (a module built, a parameter assigned
 # or replaced: ``nn.Module.register_parameter``). A plan's check of its parameters is then one
@@ -107,6 +107,59 @@ def _intermediates(block, length: int) -> dict:
             "hT": np.empty((1, S, E), _F32)}
 
 
+class _Bound(NamedTuple):
+    """Everything a run passes to one layer's kernels (``_LayerBuffers.bound``). ``run``
+    unpacks it positionally (one tuple unpack per layer); ``_Layer0Reuse`` reads it by name."""
+
+    res: Any
+    normed_np: Any
+    normed: Any
+    w_in_t: Any
+    xz: Any
+    xz3: Any
+    taps: Any
+    cbias: Any
+    taps_b: Any
+    cbias_b: Any
+    xcs_np: Any
+    conv_mode: int
+    pair: bool
+    xcs: Any
+    x_dbl: Any
+    x_dbl_r: Any
+    delta: Any
+    w_x: Any
+    w_dt: Any
+    dt_bias: Any
+    xcs0: Any
+    x_dbl0: Any
+    x_dbl0_r: Any
+    delta0: Any
+    delta_flat: Any
+    dt: Any
+    dt_flat: Any
+    sp_blocks: int
+    h0t: Any
+    At: Any
+    Abt: Any
+    B_np: Any
+    C_np: Any
+    D_skip: Any
+    D_b: Any
+    mode: int
+    y: Any
+    hmid: Any
+    hT: Any
+    scan_items: int
+    gated_np: Any
+    gated: Any
+    w_out_t: Any
+    hidden_t: Any
+    hidden_np: Any
+    norm_w: Any
+    eps: Any
+
+
 class _LayerBuffers:
     """One layer's kernel arguments for L tokens, in ``bound``: its parameters in kernel
     layouts and the intermediates ``mem`` (``_intermediates``) with their numpy views.
@@ -133,7 +186,7 @@ class _LayerBuffers:
         # memory): the run loop unpacks one tuple instead of ~40 attribute and dict lookups
         # (inside a hop each costs several times its tight-loop time).
         xz3 = xz.numpy().reshape(1, L, 2 * E)
-        self.bound = (
+        self.bound = _Bound(
             self.res[0], normed.numpy(), normed, prm["w_in"].t(), xz, xz3,
             prm["taps"], prm["conv_bias"], prm["taps_b"] if pair else prm["taps"],
             prm["conv_bias_b"] if pair else prm["conv_bias"], xcs.numpy(), 2 if pair else 0,
@@ -166,10 +219,10 @@ class _Layer0Reuse:
         L, n = length, split
         kind = mix.kind
         pair = kind == "v2"
-        (_, _, normed, w_in_t, xz, xz3, taps, cbias, taps_b, cbias_b, xcs_np, _, _, xcs,
-         x_dbl, _, delta, w_x, w_dt, dt_bias, _, _, _, _, delta_flat, dt, dt_flat, _, h0t,
-         At, Abt, B_np, C_np, D_skip, D_b, _, y, _, hT, scan_items, gated_np, _, _, _, _,
-         _, _) = buf.bound
+        b = buf.bound
+        normed, w_in_t, xz, xz3, xcs_np, xcs = b.normed, b.w_in_t, b.xz, b.xz3, b.xcs_np, b.xcs
+        x_dbl, delta, w_x, w_dt, dt_bias = b.x_dbl, b.delta, b.w_x, b.w_dt, b.dt_bias
+        dt, y, B_np, C_np, At, D_skip = b.dt, b.y, b.B_np, b.C_np, b.At, b.D_skip
         self.valid = False
         self.prev_x = np.empty((L, D), _F32)
         self.prev_conv = np.empty((K - 1, E), _F32)
@@ -189,21 +242,21 @@ class _Layer0Reuse:
             self.x_fwd = [(xcs[0, r:], w_x, x_dbl[0, r:], dt_bias, x_dbl[0, r:, :R], w_dt,
                            delta[0, r:]) for r in (0, first)]
             self.x_back = None
-        self.conv_args = (xz3, taps, cbias, taps_b, cbias_b, xcs_np, split, pair,
+        self.conv_args = (xz3, b.taps, b.cbias, b.taps_b, b.cbias_b, xcs_np, split, pair,
                           self.prev_conv)
         # softplus of all inputs, or of the forward branch's new rows onwards (v2: and of
         # the whole backward branch, which follows them in memory)
-        self.softplus = [(delta_flat[r * E:], dt_flat[r * E:],
+        self.softplus = [(b.delta_flat[r * E:], b.dt_flat[r * E:],
                           (dt.size - r * E + _SOFTPLUS_BLOCK - 1) // _SOFTPLUS_BLOCK)
                          for r in (0, first)]
         hA = np.empty((1, S, E), _F32)
         y1 = y[0:1]
         if kind == "v2":
-            back, Ab, Db = 2, Abt, D_b
+            back, Ab, Db = 2, b.Abt, b.D_b
             sl = slice(1, 2)
             yb, ysum = y[1:2], y
         elif kind == "v1":
-            back, Ab, Db = 1, Abt, D_skip
+            back, Ab, Db = 1, b.Abt, D_skip
             sl = slice(0, 1)
             yb, ysum = np.empty((1, L, E), _F32), np.empty((1, L, E), _F32)
         else:
@@ -211,13 +264,13 @@ class _Layer0Reuse:
             sl = slice(0, 1)
             yb, ysum = y1, y1
         self.ssm_tail = (
-            h0t, At, D_skip, dt[0:1], xcs_np[0:1], B_np[0:1], C_np[0:1], y1, split,
+            b.h0t, At, D_skip, dt[0:1], xcs_np[0:1], B_np[0:1], C_np[0:1], y1, split,
             dt[0:1, :n], xcs_np[0:1, :n], B_np[0:1, :n], C_np[0:1, :n],
             np.empty((1, n, E), _F32), hA,
             dt[0:1, first:], xcs_np[0:1, first:], B_np[0:1, first:], C_np[0:1, first:],
-            y[0:1, first:], hT, back, Ab, Db, dt[sl], xcs_np[sl], B_np[sl], C_np[sl], yb,
-            np.zeros((1, S, E), _F32), np.empty((1, S, E), _F32), ysum, xz3, gated_np)
-        self.items = scan_items // 2 if pair else scan_items  # one branch's channel blocks
+            y[0:1, first:], b.hT, back, Ab, Db, dt[sl], xcs_np[sl], B_np[sl], C_np[sl], yb,
+            np.zeros((1, S, E), _F32), np.empty((1, S, E), _F32), ysum, xz3, b.gated_np)
+        self.items = b.scan_items // 2 if pair else b.scan_items  # one branch's blocks
 
     def run(self, x_np, conv_in, ssm_in, new_conv, new_ssm) -> None:
         """Layer 0's conv, projections, scans and gate for a hop (the norm ran before, the
@@ -281,10 +334,7 @@ class HopPlan:
                          for t in (*block.mixer.fused_source_tensors(), block.norm.weight)]
         self._tensors.append(model.norm_f.weight)
         self._key = self._parameter_key()
-        # the bypassed modules' hook dicts, held: registering a hook adds to these very dicts
-        # (a replaced module registers parameters, which makes the plan not ``current``)
-        self._hook_dicts = tuple(d for m in _bypassed(model)
-                                 for d in (m._forward_hooks, m._forward_pre_hooks))
+        self._hook_dicts = _hook_dicts(*_bypassed(model))
 
     def _parameter_key(self) -> tuple:
         return (_REGISTRATIONS[0], *map(_DATA_PTR, self._tensors),
@@ -299,8 +349,8 @@ class HopPlan:
     def usable(self, x: torch.Tensor) -> bool:
         """``plan_applies`` and ``current`` for this plan's model, the per-hop check of a plan
         already built: the hook check reads the dicts held instead of walking the modules."""
-        return (_serial_input(self.model, x) and not _GLOBAL_HOOKS[0]
-                and not _GLOBAL_HOOKS[1] and not any(self._hook_dicts) and self.current())
+        return (_serial_input(self.model, x) and not any(self._hook_dicts)
+                and self.current())
 
     def run(self, x: torch.Tensor, conv: torch.Tensor, ssm: torch.Tensor
             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -374,7 +424,7 @@ class ColumnEmbedding:
         self.flat = self.patches.view(rows, P * P)
         self._tensors = [t for t in (weight, bias, model.pos_embed.pos_embed) if t is not None]
         self._key = self._parameter_key()
-        self._hook_dicts = (pe._forward_hooks, pe._forward_pre_hooks)
+        self._hook_dicts = _hook_dicts(pe)
 
     def _parameter_key(self) -> tuple:
         return (_REGISTRATIONS[0], *map(_DATA_PTR, self._tensors))
@@ -383,7 +433,6 @@ class ColumnEmbedding:
         """``AudioMamba.streaming_embedding_applies`` for these frames (the model's layout was
         checked when the runtime was built), and the parameters are the ones bound."""
         return (frames.dtype == self.patches.dtype and fused_inference_path(frames)
-                and not _GLOBAL_HOOKS[0] and not _GLOBAL_HOOKS[1]
                 and not any(self._hook_dicts) and self._parameter_key() == self._key)
 
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:

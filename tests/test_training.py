@@ -59,6 +59,11 @@ def test_config_rejects_typos_and_bad_values(tmp_path):
         config_from_dict(bad)
     with pytest.raises(ConfigError, match="unknown section"):
         config_from_dict({**good, "optimiser": {}})
+    for speeds, p_speed in (([1.07], 0.5), ([], 0.5), ([3.0], 0.5), ([0.9], 1.5)):
+        bad = json.loads(json.dumps(good))
+        bad.setdefault("augment", {}).update(speeds=speeds, p_speed=p_speed)
+        with pytest.raises(ConfigError, match="speeds must be|p_speed must be"):
+            config_from_dict(bad)
     # relative paths are relative to the config file
     (tmp_path / "c.toml").write_text('[data]\nclips = "kws"\n[train]\nout = "runs/x"\n')
     cfg = load_train_config(tmp_path / "c.toml")

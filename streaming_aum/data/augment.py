@@ -46,6 +46,7 @@ __all__ = [
     "AugmentPlan",
     "Augmenter",
     "change_speed",
+    "is_speed_factor",
     "mix_at_snr",
     "spec_augment",
     "spec_augment_spans",
@@ -74,8 +75,7 @@ class AugmentConfig:
     speeds: tuple[float, ...] = (0.9, 0.95, 1.05, 1.1)
 
     def __post_init__(self) -> None:
-        if not self.speeds or not all(isinstance(f, (int, float)) and 0.5 <= f <= 2.0
-                                      and _speed_ratio(f) for f in self.speeds):
+        if not self.speeds or not all(map(is_speed_factor, self.speeds)):
             raise ConfigError(f"speeds must be a non-empty list of factors in [0.5, 2] that are "
                               f"multiples of 0.05 (0.9, 0.95, 1.05, ...); got {self.speeds!r}")
         for name in ("p_background", "p_reverb", "p_telephone", "p_speed"):
@@ -160,6 +160,13 @@ def _speed_ratio(factor: float) -> tuple[int, int] | None:
         return None
     g = math.gcd(20, twentieths)
     return 20 // g, twentieths // g
+
+
+def is_speed_factor(factor: object) -> bool:
+    """Whether ``factor`` is a speed :func:`change_speed` accepts in a config: a number in
+    [0.5, 2] that is a multiple of 0.05."""
+    return (isinstance(factor, (int, float)) and 0.5 <= factor <= 2.0
+            and _speed_ratio(factor) is not None)
 
 
 def change_speed(x: np.ndarray, factor: float) -> np.ndarray:

@@ -31,12 +31,19 @@ from ..ops.rmsnorm_fused_cpu import add_rmsnorm_fused
 from .norm import RMSNorm
 
 
+def _hook_dicts(*modules: nn.Module) -> tuple[dict, ...]:
+    """The forward (pre-)hook dicts that apply to ``modules``: torch's global ones and each
+    module's own. Registering a hook adds to these very dicts, so a holder of the tuple can
+    check for hooks with ``any(dicts)`` on every call (``hop_plan``: a replaced module
+    registers parameters, which the holder's parameter key sees)."""
+    return (module_mod._global_forward_hooks, module_mod._global_forward_pre_hooks,
+            *(d for m in modules for d in (m._forward_hooks, m._forward_pre_hooks)))
+
+
 def _any_hooks(*modules: nn.Module) -> bool:
     """Whether a forward (pre-)hook, global or on one of ``modules``, would be skipped by a
     path that computes these modules' outputs without calling them."""
-    if module_mod._global_forward_hooks or module_mod._global_forward_pre_hooks:
-        return True
-    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+    return any(_hook_dicts(*modules))
 
 
 class Block(nn.Module):

@@ -39,12 +39,13 @@ if HAVE_NUMBA:
     from .scan_fused_cpu import fma_f32, prefer_512_bit_vectors
 
     @njit(fastmath=POINTWISE_FASTMATH, nogil=True, inline="always", error_model="numpy")
-    def _conv_row(x, b, state, wt, bias, out, ob, reverse):  # pragma: no cover - compiled
-        """out[ob] = silu(conv of x[b, :, :E]): causal from state[b] or anti-causal."""
+    def _conv_row(x, b, state, wt, bias, out, ob, reverse, first):  # pragma: no cover - compiled
+        """out[ob, first:] = silu(conv of x[b, :, :E]) at rows ``first..L-1``: causal from
+        state[b] or anti-causal."""
         L = x.shape[1]
         K, E = wt.shape
         lag = K - 1
-        for t in range(L):
+        for t in range(first, L):
             for e in range(E):
                 out[ob, t, e] = bias[e]
             for k in range(K):
@@ -84,11 +85,11 @@ if HAVE_NUMBA:
         E = wt.shape[1]
         for b in range(nb):
             if mode == 1:
-                _conv_row(x, b, state, wt, bias, out, b, True)
+                _conv_row(x, b, state, wt, bias, out, b, True, 0)
                 continue
-            _conv_row(x, b, state, wt, bias, out, b, False)
+            _conv_row(x, b, state, wt, bias, out, b, False, 0)
             if mode == 2:
-                _conv_row(x, b, state, wt_b, bias_b, out, nb + b, True)
+                _conv_row(x, b, state, wt_b, bias_b, out, nb + b, True, 0)
             for i in range(lag):  # input index state_at - lag + i of the extended sequence
                 src = state_at - lag + i
                 for e in range(E):

@@ -31,8 +31,8 @@ if HAVE_NUMBA:
 
     from . import scan_fused_cpu as _sf
     from .conv_fused_cpu import _conv_row
-    from .pointwise_cpu import POINTWISE_FASTMATH, _gate_kernel, _softplus_kernel, silu_f32
-    from .scan_fused_cpu import fma_f32, prefer_512_bit_vectors
+    from .pointwise_cpu import POINTWISE_FASTMATH, _gate_kernel, _softplus_kernel
+    from .scan_fused_cpu import prefer_512_bit_vectors
 
     @njit(fastmath=POINTWISE_FASTMATH, cache=True, nogil=True, error_model="numpy")
     def layer0_reuse(valid, x, prev_x, conv_in, prev_conv, ssm_in, prev_ssm, n, xz, u, xdbl,
@@ -83,30 +83,16 @@ if HAVE_NUMBA:
     def layer0_conv(xz3, conv_in, taps, bias, taps_b, bias_b, out, first, split, pair,
                     new_conv, prev_conv):  # pragma: no cover - compiled
         """The forward conv + SiLU of rows ``first..L-1`` of ``xz3`` (1, L, >= E) into
-        ``out[0]`` (out: (1 or 2, L, E)), causal from ``conv_in`` (1, K-1, E) before row 0, as
-        ``conv_fused_cpu._conv_row`` computes each element; ``pair``: the backward (anti-
-        causal) conv of all rows into ``out[1]`` (``_conv_row`` itself). ``new_conv`` (1, K-1,
-        E) and ``prev_conv`` (K-1, E): the conv inputs before row ``split``."""
+        ``out[0]`` (out: (1 or 2, L, E)), causal from ``conv_in`` (1, K-1, E) before row 0;
+        ``pair``: the backward (anti-causal) conv of all rows into ``out[1]`` (both
+        ``conv_fused_cpu._conv_row``). ``new_conv`` (1, K-1, E) and ``prev_conv`` (K-1, E):
+        the conv inputs before row ``split``."""
         prefer_512_bit_vectors()
-        L = xz3.shape[1]
         K, E = taps.shape
         lag = K - 1
-        for t in range(first, L):
-            for e in range(E):
-                out[0, t, e] = bias[e]
-            for k in range(K):
-                src = t - lag + k
-                if src >= 0:
-                    for e in range(E):
-                        out[0, t, e] = fma_f32(taps[k, e], xz3[0, src, e], out[0, t, e])
-                else:
-                    for e in range(E):
-                        out[0, t, e] = fma_f32(taps[k, e], conv_in[0, lag + src, e],
-                                               out[0, t, e])
-            for e in range(E):
-                out[0, t, e] = silu_f32(out[0, t, e])
+        _conv_row(xz3, 0, conv_in, taps, bias, out, 0, False, first)
         if pair:
-            _conv_row(xz3, 0, conv_in, taps_b, bias_b, out, 1, True)
+            _conv_row(xz3, 0, conv_in, taps_b, bias_b, out, 1, True, 0)
         for i in range(lag):
             src = split - lag + i
             for e in range(E):
@@ -116,13 +102,13 @@ if HAVE_NUMBA:
 
     @njit(fastmath=_sf.KERNEL_FASTMATH, nogil=True, inline="always")
     def _scan_rows(dt, u, A, Bm, Cm, D, h0, mode, state_at, y, hmid, hT,
-              items):  # pragma: no cover - compiled
+                   items):  # pragma: no cover - compiled
         if A.shape[0] == 16:
             _sf._scan_kernel_s16(dt, u, A, A, Bm, Cm, D, D, h0, mode, state_at, y, hmid, hT,
-                                   0, items)
+                                 0, items)
         else:
             _sf._scan_kernel_any(dt, u, A, A, Bm, Cm, D, D, h0, mode, state_at, y, hmid, hT,
-                                   0, items)
+                                 0, items)
 
     @njit(fastmath=_sf.KERNEL_FASTMATH, cache=True, nogil=True, error_model="numpy")
     def layer0_ssm(delta_flat, dt_flat, sp_blocks, reused, ssm_in, h0t, At, D, dt, u, Bm, Cm,

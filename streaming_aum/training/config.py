@@ -164,9 +164,10 @@ class TrainConfig:
              "[augment] peak must be [low, high] within (0, 1]")
         for name in ("p_background", "p_reverb", "p_telephone", "p_speed"):
             need(0.0 <= getattr(a, name) <= 1.0, f"[augment] {name} must be a probability")
+        from ..data.augment import is_speed_factor
+
         need(isinstance(a.speeds, list) and len(a.speeds) > 0
-             and all(isinstance(f, (int, float)) and 0.5 <= f <= 2.0
-                     and abs(round(f * 20) - f * 20) < 1e-9 for f in a.speeds),
+             and all(map(is_speed_factor, a.speeds)),
              "[augment] speeds must be a list of factors in [0.5, 2], multiples of 0.05")
         need(0.0 <= s.fraction < 1.0, "[streams] fraction must lie in [0, 1)")
         need(s.window_s >= 0.16, "[streams] window_s must be at least one column (0.16 s)")
