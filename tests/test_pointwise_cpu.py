@@ -50,6 +50,19 @@ def test_softplus_shapes_threads_and_agreement_with_torch():
         softplus_fused(x.double())
 
 
+class torch_threads:
+    """``with torch_threads(n):`` runs the block with ``torch.set_num_threads(n)``."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.old = n, torch.get_num_threads()
+
+    def __enter__(self) -> None:
+        torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc) -> None:
+        torch.set_num_threads(self.old)
+
+
 @pytest.mark.parametrize("pair", [False, True])
 def test_gated_output_matches_torch_and_float64(pair):
     g = torch.Generator().manual_seed(1)
@@ -65,6 +78,30 @@ def test_gated_output_matches_torch_and_float64(pair):
     assert (got.double() - want).abs().max() < 2e-6 * want.abs().max()
     with pytest.raises(ValueError, match="do not fit"):
         gated_output(y[:, :5].contiguous(), xz, pair=pair)
+
+
+@pytest.mark.parametrize("pair", [False, True])
+def test_gated_output_split_over_threads_gives_the_serial_bits(pair, monkeypatch):
+    """A call above the thread-split size runs ``_gate_rows`` on row ranges of the pool; the
+    result is the serial ``_gate_kernel``'s (the streaming hop's form) bit for bit, for a
+    split that cuts rows mid-batch."""
+    from streaming_aum.ops import pointwise_cpu
+
+    g = torch.Generator().manual_seed(2)
+    B, L, E = 3, 77, 320  # 3 * 77 * 320 = 73,920 elements > _MIN_PARALLEL
+    assert B * L * E >= pointwise_cpu._MIN_PARALLEL
+    xz = 3 * torch.randn(B, L, 2 * E, generator=g)
+    y = torch.randn(2 * B if pair else B, L, E, generator=g)
+    serial = torch.empty(B, L, E)
+    pointwise_cpu._gate_kernel(y.numpy(), xz.numpy(), serial.numpy(), pair)
+    parts = []
+    real = pointwise_cpu.run_split
+    monkeypatch.setattr(pointwise_cpu, "run_split",
+                        lambda k, a, items, serial=False: parts.append((items, serial))
+                        or real(k, a, items, serial))
+    with torch_threads(2):  # rows 0..114 and 115..230: the cut falls inside batch row 1
+        got = gated_output(y, xz, pair=pair)
+    assert parts == [(B * L, False)] and torch.equal(got, serial)
 
 
 def test_kernels_are_bit_reproducible_wherever_their_arrays_lie():

@@ -61,7 +61,7 @@ needs_numba = pytest.mark.skipif(not HAVE_NUMBA, reason="numba not importable")
 
 @needs_numba
 @pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("E", [8, 21, 40])  # not multiples of the 16 lanes too
+@pytest.mark.parametrize("E", [8, 21, 40, 130])  # not multiples of the 64-channel blocks too
 def test_fused_equals_explicit_loop(reverse, E):
     inp = make_inputs(300, E=E)
     y, h = run(selective_scan_fused_cpu, inp, reverse=reverse)
@@ -69,6 +69,23 @@ def test_fused_equals_explicit_loop(reverse, E):
     scale = np.abs(y_ref).max()
     assert np.abs(y.numpy() - y_ref).max() < 2e-5 * scale
     assert np.abs(h.numpy() - h_ref).max() < 2e-5 * np.abs(h_ref).max()
+
+
+@needs_numba
+def test_fused_channels_do_not_depend_on_their_block():
+    """Channels are the kernel's lanes: nothing is summed across them, so a channel's output
+    and state are the same bits whichever block (``LANES`` wide, padded at the end) it lands
+    in: the first 80 channels alone equal those channels of a 200-channel call, for every
+    mode (v1 pair included)."""
+    inp = make_inputs(40, E=200, seed=3)
+    sub = {k: (v[..., :80] if k in ("u", "delta", "D", "delta_bias") else
+               v[:80] if k == "A" else v[:, :80] if k == "h0" else v) for k, v in inp.items()}
+    sub = {k: v.contiguous() for k, v in sub.items()}
+    for kw in ({}, {"reverse": True}, {"state_at": 17}, {"A_b": inp["A"] * 0.5}):
+        kw_sub = {**kw, "A_b": kw["A_b"][:80].contiguous()} if "A_b" in kw else kw
+        y, h = run(selective_scan_fused_cpu, inp, **kw)
+        y_s, h_s = run(selective_scan_fused_cpu, sub, **kw_sub)
+        assert torch.equal(y[..., :80], y_s) and torch.equal(h[:, :80], h_s)
 
 
 @needs_numba
@@ -151,6 +168,46 @@ def test_kernel_float32_exp_within_1_5_ulp_and_clamped():
     rel = np.abs(got[normal] - want[normal]) / want[normal]
     assert rel.max() < 1.5 * 2.0 ** -24 * 2  # 1.5 ulp of float32 (ulp = 2^-23 relative)
     assert np.abs(got[~normal] - want[~normal]).max() < 2e-38  # clamped at exp(-87)
+
+
+@needs_numba
+def test_kernel_float32_exp2_within_1_ulp_and_clamped():
+    """The scan's decay, 2^x (``exp2_f32_nonpos``), against float64 numpy on [-130, 0]: within
+    1 ulp wherever 2^x is a normal float32 (the docstring's 0.66 ulp bound, plus the final
+    rounding), exact at integers, clamped at 2^-126 below that, finite for any input; and
+    ``2^(dt * fl(A log2 e))`` stays within ~2 ulp of ``exp(dt A)`` at decays the scan keeps."""
+    from numba import njit
+
+    from streaming_aum.ops.scan_fused_cpu import _LOG2E, exp2_f32_nonpos
+
+    @njit
+    def apply(x, out):
+        for i in range(x.shape[0]):
+            out[i] = exp2_f32_nonpos(x[i])
+
+    x = np.concatenate([-np.logspace(-9, 2.1, 100001), np.linspace(-130, 0, 100001),
+                        np.linspace(-0.5, 0.5, 20001) - 7.0, -np.arange(0, 127),
+                        [0.0, -0.5, -125.99, -126.0, -126.5, -1000.0, -3e38]]).astype(np.float32)
+    got = np.empty_like(x)
+    apply(x, got)
+    want = np.exp2(x.astype(np.float64))
+    normal = x >= -126.0
+    assert np.all(np.isfinite(got)) and np.all(got > 0)
+    ints = x == np.round(x)
+    assert np.array_equal(got[ints & normal], want[ints & normal].astype(np.float32))
+    rel = np.abs(got[normal] - want[normal]) / want[normal]
+    assert rel.max() < 2.0 ** -23  # 1 ulp of float32
+    assert np.all(got[~normal] == np.float32(2.0 ** -126))
+    # the decay as the kernel forms it, against float64 exp(dt A)
+    rng = np.random.default_rng(0)
+    dt = np.exp(rng.uniform(-7, 1, 200000)).astype(np.float32)  # softplus outputs
+    a = -np.exp(rng.uniform(-2, 3, 200000)).astype(np.float32)  # -exp(A_log)
+    dec = np.empty_like(dt)
+    apply((dt * (a * _LOG2E)).astype(np.float32), dec)
+    ref = np.exp(dt.astype(np.float64) * a.astype(np.float64))
+    keep = ref > 1e-6  # smaller decays weigh < 1e-6 of the state
+    rel = np.abs(dec[keep] - ref[keep]) / ref[keep]
+    assert rel.max() < 2e-6 and np.median(rel) < 1.2e-7
 
 
 @needs_numba

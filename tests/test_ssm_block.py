@@ -32,7 +32,8 @@ def test_ssm_block_equals_the_separate_kernels(states):
         ssm_prev = rng.standard_normal((1, E, states)).astype(F32)
         xz = rng.standard_normal((1, L, 2 * E)).astype(F32)
         split = int(rng.integers(-1, L + 1))  # -1: no mid-sequence state, the last one
-        items, blocks = nb * ((E + 15) // 16), (delta.size + 4095) // 4096
+        lanes = scan_fused_cpu.LANES
+        items, blocks = nb * ((E + lanes - 1) // lanes), (delta.size + 4095) // 4096
         kernel = (scan_fused_cpu._scan_kernel_s16 if states == 16
                   else scan_fused_cpu._scan_kernel_any)
 

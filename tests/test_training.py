@@ -64,6 +64,11 @@ def test_config_rejects_typos_and_bad_values(tmp_path):
         bad.setdefault("augment", {}).update(speeds=speeds, p_speed=p_speed)
         with pytest.raises(ConfigError, match="speeds must be|p_speed must be"):
             config_from_dict(bad)
+    for alpha, p_vtlp in (([1.1, 0.9], 0.5), ([0.4, 1.1], 0.5), ([0.9], 0.5), ([0.9, 1.1], -0.1)):
+        bad = json.loads(json.dumps(good))
+        bad.setdefault("augment", {}).update(vtlp_alpha=alpha, p_vtlp=p_vtlp)
+        with pytest.raises(ConfigError, match="vtlp_alpha must be|p_vtlp must be"):
+            config_from_dict(bad)
     # relative paths are relative to the config file
     (tmp_path / "c.toml").write_text('[data]\nclips = "kws"\n[train]\nout = "runs/x"\n')
     cfg = load_train_config(tmp_path / "c.toml")

@@ -24,7 +24,8 @@ and the plan (``augmenter(wave, rng) == augmenter.apply(wave, augmenter.draw(len
 Levels in dBFS are ``20*log10(RMS)`` re full scale 1.0; audio is 16 kHz mono float32.
 
 :func:`spec_augment` masks time and frequency spans of ``(B, T, F)`` features (AuM fbank:
-100 frames per second, 128 mel bins) with a ``torch.Generator``.
+100 frames per second, 128 mel bins) with a ``torch.Generator``; :mod:`streaming_aum.data.vtlp`
+warps their frequency axis (vocal tract length perturbation, opt-in: ``[augment] p_vtlp``).
 """
 
 from __future__ import annotations

@@ -102,22 +102,35 @@ def softplus_fused(x: torch.Tensor) -> torch.Tensor:
 
 if HAVE_NUMBA:
 
+    @njit(fastmath=POINTWISE_FASTMATH, nogil=True, inline="always", error_model="numpy")
+    def _gate_body(y, xz, out, pair, lo, hi):  # pragma: no cover - compiled
+        """Rows ``lo..hi-1`` of the flattened (nb * L) rows of ``_gate_kernel``."""
+        nb, L, E = out.shape
+        for r in range(lo, hi):
+            b = r // L
+            t = r - b * L
+            if pair:
+                for e in range(E):
+                    out[b, t, e] = ((y[b, t, e] + y[nb + b, t, e]) * np.float32(0.5)
+                                    * silu_f32(xz[b, t, E + e]))
+            else:
+                for e in range(E):
+                    out[b, t, e] = y[b, t, e] * silu_f32(xz[b, t, E + e])
+
     @njit(fastmath=POINTWISE_FASTMATH, cache=True, nogil=True, error_model="numpy")
     def _gate_kernel(y, xz, out, pair):  # pragma: no cover - compiled
         """out[b, t, e] = y[b, t, e] * silu(xz[b, t, E + e]); ``pair``: y holds 2 nb rows
         (a v2 layer's forward rows, then its backward rows) and the first factor is
-        (y[b] + y[nb + b]) * 0.5."""
+        (y[b] + y[nb + b]) * 0.5. All rows, on the calling thread (the streaming hop's form)."""
         prefer_512_bit_vectors()
-        nb, L, E = out.shape
-        for b in range(nb):
-            for t in range(L):
-                if pair:
-                    for e in range(E):
-                        out[b, t, e] = ((y[b, t, e] + y[nb + b, t, e]) * np.float32(0.5)
-                                        * silu_f32(xz[b, t, E + e]))
-                else:
-                    for e in range(E):
-                        out[b, t, e] = y[b, t, e] * silu_f32(xz[b, t, E + e])
+        _gate_body(y, xz, out, pair, 0, out.shape[0] * out.shape[1])
+
+    @njit(fastmath=POINTWISE_FASTMATH, cache=True, nogil=True, error_model="numpy")
+    def _gate_rows(y, xz, out, pair, lo, hi):  # pragma: no cover - compiled
+        """``_gate_kernel`` over rows ``lo..hi-1`` of (nb * L): one thread's part of a large
+        call (elementwise, so any split gives the same bits)."""
+        prefer_512_bit_vectors()
+        _gate_body(y, xz, out, pair, lo, hi)
 
 
 def gated_output(y: torch.Tensor, xz: torch.Tensor, *, pair: bool = False) -> torch.Tensor:
@@ -138,5 +151,6 @@ def gated_output(y: torch.Tensor, xz: torch.Tensor, *, pair: bool = False) -> to
         raise ValueError(f"y {tuple(y.shape)} and xz {tuple(xz.shape)} do not fit: expected y "
                          f"({rows}, {length}, {E}) for xz (B, L, 2E)")
     out = torch.empty(batch, length, E, dtype=torch.float32)
-    _gate_kernel(y.numpy(), xz.numpy(), out.numpy(), pair)
+    run_split(_gate_rows, (y.numpy(), xz.numpy(), out.numpy(), pair), batch * length,
+              serial=batch * length * E < _MIN_PARALLEL)
     return out

@@ -7,16 +7,24 @@ Why this layout and these numerics:
   traffic than the recurrence itself. The kernel computes each decay in registers, right where
   it is used.
 * Channels are the vector lanes: inputs are channels-last ``(batch, L, E)``, a block of
-  ``LANES`` = 16 adjacent channels (one AVX-512 register of float32) is scanned together, and
-  blocks run in parallel threads. ``B_t``/``C_t`` are scalars broadcast over lanes.
+  ``LANES`` = 64 adjacent channels (four AVX-512 registers of float32; see ``LANES`` for why
+  four) is scanned together, and blocks run in parallel threads. ``B_t``/``C_t`` are scalars broadcast over lanes.
+* The decay is ``2^(dt * A log2(e))`` (``exp2_f32_nonpos``; ``A log2(e)`` rounded to float32
+  once per channel block): base 2 needs no argument reduction beyond the rounding to an
+  integer, so a decay is 13 vector ops instead of the 19 of ``exp_f32_nonpos`` below, which
+  the softplus and SiLU passes still use. Within 0.7 ulp of 2^x; against float64
+  ``exp(dt A)`` the rounding of ``A log2(e)`` adds up to ~1.5e-6 relative at decays near 1e-6
+  (|exponent| ~ 14 times the rounding), 2e-8 in the median: the decays that carry the state
+  are as exact as before. Training's backward recomputes the decays with the same function.
+  (2026-11-27; the kernel's single-thread A/B is in BENCHMARKS.md, "Offline".)
 * ``exp(x)`` for ``x <= 0`` (``exp_f32_nonpos``) is evaluated in float32 with the classic
   range reduction: ``x = k ln 2 + r`` (``k`` by magic-number rounding, ``r`` by a Cody-Waite
   split of ln 2), Cephes' degree-7 polynomial for ``exp(r)``, ``2^k`` written into the exponent
   bits by an LLVM bitcast (numba's ``exp`` does not vectorise without Intel SVML, which
   llvmlite's wheels lack). Within 1.4 ulp; inputs below -87 are clamped (exp(-87) = 1.6e-38,
   the smallest normal range, effectively 0), so large step sizes can neither overflow nor
-  produce NaN. The training backward (``scan_fused_grad``) recomputes the decays with the
-  same function. (Until 72b1031 it was a float64 ``P(x/256)^256``, 8 lanes per instruction.)
+  produce NaN. (It was the scan's decay from 72b1031 to 2026-11-27; before that a float64
+  ``P(x/256)^256``, 8 lanes per instruction.)
 * Vectorisation needs all per-block scratch in one flat buffer at fixed offsets (see
   ``_scan_body``): with separate scratch arrays LLVM could not rule out aliasing and emitted
   scalar code for the 16-lane loops. With that and the float32 exp, one base-size scan
@@ -60,7 +68,7 @@ Tried and not kept (2026-11-26, measured on the 2-core dev machine; notes for th
   vector body and scalar fallback loops chosen at run time, partly by the arrays' addresses;
   with ``contract`` in the fastmath flags they fused multiply-adds differently, so results
   changed in the last bit with memory placement. Those kernels use explicit FMAs and no
-  ``contract``. This kernel's vector loops are over the constant 16 lanes of the flat
+  ``contract``. This kernel's vector loops are over the constant ``LANES`` lanes of the flat
   scratch buffer (one form only): it was checked bit-reproducible under random placement.)
 * (Kept later, 2026-11-26 evening: the hop's Python went, not kernel time: residual add +
   RMSNorm as one kernel (``rmsnorm_fused_cpu``), the streaming fbank in four calls
@@ -70,6 +78,12 @@ Tried and not kept (2026-11-26, measured on the 2-core dev machine; notes for th
   tight-loop time; the scan itself is ~30% of a default-model hop. Making this kernel faster
   would help offline and training most: per token it is as large a share of a 10 s
   recomputation as of a hop.)
+
+Numba's on-disk cache (``cache=True``) keys each function on its own file: a kernel in another
+module that inlines one of these (``ssm_block_cpu``, ``hop_layer0_cpu``, ``pointwise_cpu``)
+keeps its cached machine code after an edit here. After changing a kernel in a source
+checkout, delete ``streaming_aum/ops/__pycache__/*.nbi`` and ``*.nbc``. (An installed release
+is not affected: installing replaces every file.)
 
 The state ``h`` and the decay are float32, as in the CUDA kernel.
 Float32 only; other dtypes go to the reference path (see ``dispatch``).
@@ -93,7 +107,15 @@ try:  # numba is a core dependency, but keep the reference path alive if it is b
 except Exception:  # pragma: no cover - exercised only without numba
     HAVE_NUMBA = False
 
-LANES = 16  # float32 lanes of one AVX-512 register; also fine on AVX2 (two registers)
+# Channels per block (work item): four AVX-512 registers of float32 (eight on AVX2). The kernel
+# is bound by latency, not arithmetic: each state's step ends in a store-to-load round trip
+# through the flat scratch buffer (the <h, C> accumulator, the state), so one register per
+# state step left the vector unit idle. Four independent registers per step fill it: a
+# base-size v1 call (513 x 1536 x 16, one thread) took 17.8-19.4 ms against 22.8-25.2 ms
+# with 16 channels (medians of alternating runs; 32: ~22 ms, 48: ~19 ms, 128: ~17-18 ms),
+# with identical bits (lanes are channels: nothing is summed across them). Every AuM width
+# (2 x 96 ... 2 x 768) is a multiple of 64; other widths pad the last block.
+LANES = 64
 
 if HAVE_NUMBA:
 
@@ -106,6 +128,18 @@ if HAVE_NUMBA:
     _EXP_F32_LO = np.float32(-87.0)  # exp(-87) = 1.6e-38, the smallest normal range: ~0 here
     _MAGIC = np.float32(12582912.0)  # 1.5 * 2^23: t + _MAGIC rounds t to an integer ...
     _MAGIC_BITS = np.int32(0x4B400000)  # ... held in the low mantissa bits of the sum
+    _EXP2_F32_LO = np.float32(-126.0)  # 2^-126: the smallest normal float32
+    # 1.5 * 2^23 + 127: t + _MAGIC_127 rounds t to an integer k as _MAGIC does, and its bits are
+    # 0x4B400000 + 127 + k, whose low 9 bits are k + 127 (1..127 for k in [-126, 0]): the
+    # biased exponent of 2^k, ready to shift into place (one integer op fewer than _MAGIC's
+    # subtract-and-rebias; 4% of the scan kernel in a same-process A/B)
+    _MAGIC_127 = np.float32(12583039.0)
+    # 2^f = 1 + f * (c1 + f * (c2 + ... + f * c6)) on [-1/2, 1/2]: minimax for relative error
+    # (iteratively reweighted least squares on 2,000 Chebyshev nodes, then rounded to float32;
+    # evaluated in float32 FMAs its largest error over 200,001 points is 0.66 ulp, tested)
+    EXP2_POLY = (np.float32(0.6931471824645996), np.float32(0.24022647738456726),
+                 np.float32(0.055503323674201965), np.float32(0.00961843691766262),
+                 np.float32(0.0013398875016719103), np.float32(0.00015353360504377633))
 
     @intrinsic
     def _f32_bits(typingctx, x):  # pragma: no cover - compiled
@@ -169,6 +203,34 @@ if HAVE_NUMBA:
         k = _f32_bits(tm) - _MAGIC_BITS
         return p * _f32_from_bits((k + np.int32(127)) << np.int32(23))
 
+    @njit(fastmath=KERNEL_FASTMATH, cache=True, nogil=True, inline="always")
+    def exp2_f32_nonpos(x):  # pragma: no cover - compiled
+        """2^x for float32 x <= 0, within 0.7 ulp of the exact 2^x: x = k + f, |f| <= 1/2
+        (k by the magic-number rounding; f = x - k is exact), 2^f by a degree-6 minimax
+        polynomial (coefficients fitted for relative error on [-1/2, 1/2], ``EXP2_POLY``; max
+        0.66 ulp evaluated in float32 FMAs), 2^k into the exponent bits. Clamped at -126
+        (2^-126 = 1.2e-38, the smallest normal: no denormals, no overflow for any step size).
+
+        The scan's decay is ``exp(dt A) = 2^(dt * A log2(e))`` with ``A log2(e)`` formed once per
+        channel block: against ``exp_f32_nonpos`` this drops the multiply by log2(e) and the
+        two-step Cody-Waite reduction (base 2 needs none), a polynomial term and the exponent
+        rebias: 13 vector ops instead of 19 per decay, which is most of the scan's inner
+        loop."""
+        x = max(x, _EXP2_F32_LO)
+        tm = x + _MAGIC_127
+        kf = tm - _MAGIC_127  # = k, rounded to the nearest integer
+        f = x - kf
+        p = EXP2_POLY[5]
+        p = fma_f32(p, f, EXP2_POLY[4])
+        p = fma_f32(p, f, EXP2_POLY[3])
+        p = fma_f32(p, f, EXP2_POLY[2])
+        p = fma_f32(p, f, EXP2_POLY[1])
+        p = fma_f32(p, f, EXP2_POLY[0])
+        p = fma_f32(p, f, np.float32(1.0))
+        # the low 9 bits of tm's bits hold k + 127 (see _MAGIC_127): shifted into the exponent
+        # field they are 2^k, and the magic number's own bits fall off the top
+        return p * _f32_from_bits(_f32_bits(tm) << np.int32(23))
+
     @njit(fastmath=KERNEL_FASTMATH, nogil=True, inline="always")
     def _scan_body(dt, u, Af, Ab, Bm, Cm, D, Db, h0, mode, state_at, y, hmid, hT, lo,
                    hi, S):  # pragma: no cover - compiled
@@ -209,7 +271,8 @@ if HAVE_NUMBA:
                     buf[k] = 0.0  # padding lanes: decay rate 0 (decay 1), input 0, state 0
                 for s in range(S):
                     for j in range(w):
-                        buf[AO + s * LANES + j] = A[s, e0 + j]
+                        # rounded once here; the decay is 2^(dt * that) (exp2_f32_nonpos)
+                        buf[AO + s * LANES + j] = A[s, e0 + j] * _LOG2E
                         if fwd:
                             buf[s * LANES + j] = h0[b, s, e0 + j]
                 if fwd and state_at == 0:
@@ -232,7 +295,7 @@ if HAVE_NUMBA:
                         cs = Cm[b, t, s]
                         o = s * LANES
                         for j in range(LANES):
-                            decay = exp_f32_nonpos(buf[DV + j] * buf[AO + o + j])
+                            decay = exp2_f32_nonpos(buf[DV + j] * buf[AO + o + j])
                             hs = decay * buf[o + j] + buf[DU + j] * bs
                             buf[o + j] = hs
                             buf[AC + j] += hs * cs

@@ -80,6 +80,8 @@ class AugmentSection:
     shift_s: float = 0.1
     p_speed: float = 0.0  # speed perturbation (data.augment.change_speed); 0 = off
     speeds: list[float] = field(default_factory=lambda: [0.9, 0.95, 1.05, 1.1])
+    p_vtlp: float = 0.0  # vocal tract length perturbation of the features (data.vtlp); 0 = off
+    vtlp_alpha: list[float] = field(default_factory=lambda: [0.9, 1.1])
     spec_augment: bool = True
     # curriculum (0-based epochs): clean clips only before ramp_epochs[0], the configured
     # augmentation (and stream segments) from ramp_epochs[1] on, linear in between
@@ -162,13 +164,15 @@ class TrainConfig:
              "[augment] ramp_epochs must be [start, full] epochs, start <= full")
         need(_pair(a.peak) and 0 < a.peak[0] <= a.peak[1] <= 1.0,
              "[augment] peak must be [low, high] within (0, 1]")
-        for name in ("p_background", "p_reverb", "p_telephone", "p_speed"):
+        for name in ("p_background", "p_reverb", "p_telephone", "p_speed", "p_vtlp"):
             need(0.0 <= getattr(a, name) <= 1.0, f"[augment] {name} must be a probability")
         from ..data.augment import is_speed_factor
 
         need(isinstance(a.speeds, list) and len(a.speeds) > 0
              and all(map(is_speed_factor, a.speeds)),
              "[augment] speeds must be a list of factors in [0.5, 2], multiples of 0.05")
+        need(_pair(a.vtlp_alpha) and 0.5 <= a.vtlp_alpha[0] <= a.vtlp_alpha[1] <= 2.0,
+             "[augment] vtlp_alpha must be [low, high] warp factors within [0.5, 2], low <= high")
         need(0.0 <= s.fraction < 1.0, "[streams] fraction must lie in [0, 1)")
         need(s.window_s >= 0.16, "[streams] window_s must be at least one column (0.16 s)")
         need(_pair(s.context_s) and 0 <= s.context_s[0] <= s.context_s[1],

@@ -370,6 +370,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, log=print,
             log(f"resuming {out} after epoch {resume['epoch'] + 1}")
     gen = torch.Generator().manual_seed(t.seed + 7919 * rank)
     from ..data.augment import spec_augment
+    from ..data.vtlp import vtlp_batch
 
     for epoch in range(start_epoch, t.epochs):
         if stop_after_epochs is not None and epoch >= stop_after_epochs:
@@ -395,6 +396,10 @@ def train(cfg: TrainConfig, *, progress: bool = True, log=print,
                        file=sys.stderr, dynamic_ncols=True)
         for kind, (feats, target) in zip(kinds, loader):
             gen.manual_seed(t.seed * 1_000_003 + step * 31 + rank)
+            if cfg.augment.enabled and cfg.augment.p_vtlp > 0 and strength > 0:
+                # before SpecAugment, so that masks stay straight bands of the warped features
+                feats = vtlp_batch(feats, gen, cfg.augment.p_vtlp * strength,
+                                   tuple(cfg.augment.vtlp_alpha))
             if cfg.augment.enabled and cfg.augment.spec_augment and strength > 0:
                 feats = spec_augment(feats, gen)
             feats, target = feats.to(device), target.to(device)
