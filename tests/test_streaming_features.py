@@ -402,7 +402,12 @@ def _offline_resample(rate: int, x: torch.Tensor) -> torch.Tensor:
 # Frames of audio resampled by torchaudio (float32 accumulation) instead of the streaming
 # resampler (float64 accumulation): the ~1e-7 sample differences are amplified in the quietest
 # mel bins (the lowest bands, ~30 dB down after pre-emphasis), so the log-mel tolerance is looser.
-TORCHAUDIO_PATH_ATOL = 2e-4
+# Over 479 seeds at 44.1 and 8 kHz (one push, 2026-11-27) the largest single difference was
+# 2.0e-4 and the largest 99.9th percentile 7.4e-5; hypothesis later found 2.5e-4 (seed 3709,
+# 44.1 kHz: frame 3, mel bin 0). A bound on the max at the tail of that distribution failed at
+# random, so the tail's few elements get a looser bound than the bulk.
+TORCHAUDIO_PATH_ATOL = 1e-3  # any element (worst seen 2.5e-4)
+TORCHAUDIO_PATH_Q999 = 2e-4  # 99.9th percentile of the elements (worst seen 7.4e-5)
 
 
 @FAST
@@ -419,6 +424,7 @@ def test_front_end_matches_offline_pipeline(rate: int, seed: int, plan: list[int
     via_torchaudio = normalize(kaldi_fbank(x16, remove_clip_dc=False), NORM_PRESETS["audioset"])
     diff = (frames - via_torchaudio).abs()
     assert float(diff.max()) < TORCHAUDIO_PATH_ATOL and float(diff.median()) < 1e-6
+    assert float(torch.quantile(diff.flatten(), 0.999)) < TORCHAUDIO_PATH_Q999
 
 
 def test_front_end_norm_options_snapshot_reset() -> None:
