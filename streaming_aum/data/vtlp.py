@@ -35,8 +35,8 @@ import torch
 from streaming_aum.audio_constants import LOW_FREQ_HZ, N_MELS, SAMPLE_RATE
 from streaming_aum.errors import AudioInputError, ConfigError
 
-__all__ = ["VTLP_BOUNDARY_HZ", "mel_bin_centres_hz", "vtlp_batch", "vtlp_source_bins",
-           "vtlp_warp_hz", "warp_features"]
+__all__ = ["VTLP_BOUNDARY_HZ", "is_alpha_range", "mel_bin_centres_hz", "vtlp_batch",
+           "vtlp_source_bins", "vtlp_warp_hz", "warp_features"]
 
 VTLP_BOUNDARY_HZ: float = 4800.0  # Jaitly & Hinton's F_hi: where the linear part ends (alpha <= 1)
 NYQUIST_HZ: float = SAMPLE_RATE / 2.0
@@ -50,18 +50,39 @@ def _inv_mel(m: np.ndarray) -> np.ndarray:
     return 700.0 * np.expm1(np.asarray(m, dtype=np.float64) / 1127.0)
 
 
+def _mel_axis(n_mels: int) -> tuple[float, float]:
+    """Kaldi's mel axis: ``(mel of 20 Hz, spacing)``; bin ``i`` is centred at ``lo + (i + 1) d``."""
+    lo = float(_mel(LOW_FREQ_HZ))
+    return lo, (float(_mel(NYQUIST_HZ)) - lo) / (n_mels + 1)
+
+
 def mel_bin_centres_hz(n_mels: int = N_MELS) -> np.ndarray:
     """``(n_mels,)`` centre frequencies in Hz of Kaldi's mel bins (20 Hz to Nyquist), float64."""
-    lo, hi = _mel(LOW_FREQ_HZ), _mel(NYQUIST_HZ)
-    delta = (hi - lo) / (n_mels + 1)
+    lo, delta = _mel_axis(n_mels)
     return _inv_mel(lo + delta * np.arange(1, n_mels + 1))
 
 
+def _is_alpha(alpha: object) -> bool:
+    return (not isinstance(alpha, bool) and isinstance(alpha, (int, float))
+            and math.isfinite(alpha) and 0.5 <= alpha <= 2.0)
+
+
+def is_alpha_range(v: object) -> bool:
+    """Whether ``v`` is a ``[low, high]`` pair of warp factors in [0.5, 2] with low <= high
+    (``vtlp_batch``'s ``alpha_range``; the training config's ``[augment] vtlp_alpha``)."""
+    return (isinstance(v, (list, tuple)) and len(v) == 2 and all(map(_is_alpha, v))
+            and v[0] <= v[1])
+
+
 def _check_alpha(alpha: float) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not (
-            math.isfinite(alpha) and 0.5 <= alpha <= 2.0):
+    if not _is_alpha(alpha):
         raise ConfigError(f"VTLP warp factor alpha must be a number in [0.5, 2]; got {alpha!r}")
     return float(alpha)
+
+
+def _knee_hz(alpha: float, boundary_hz: float) -> float:
+    """``f0``: the frequency where the warp's linear part ends."""
+    return boundary_hz * min(alpha, 1.0) / alpha
 
 
 def vtlp_warp_hz(f_hz: np.ndarray, alpha: float,
@@ -69,7 +90,7 @@ def vtlp_warp_hz(f_hz: np.ndarray, alpha: float,
     """``g(f)``: where frequency ``f_hz`` (Hz, in ``[0, 8000]``) of a clip moves under warp ``alpha``."""
     alpha = _check_alpha(alpha)
     f = np.asarray(f_hz, dtype=np.float64)
-    f0 = boundary_hz * min(alpha, 1.0) / alpha
+    f0 = _knee_hz(alpha, boundary_hz)
     top = NYQUIST_HZ - (NYQUIST_HZ - boundary_hz * min(alpha, 1.0)) / (NYQUIST_HZ - f0) * (
         NYQUIST_HZ - f)
     return np.where(f <= f0, alpha * f, top)
@@ -82,11 +103,9 @@ def vtlp_source_bins(alpha: float, n_mels: int = N_MELS) -> np.ndarray:
     interpolating the inverse through the knots ``0, f0, nyq``.
     """
     alpha = _check_alpha(alpha)
-    f0 = VTLP_BOUNDARY_HZ * min(alpha, 1.0) / alpha
-    knots = np.array([0.0, f0, NYQUIST_HZ])
+    knots = np.array([0.0, _knee_hz(alpha, VTLP_BOUNDARY_HZ), NYQUIST_HZ])
     source_hz = np.interp(mel_bin_centres_hz(n_mels), vtlp_warp_hz(knots, alpha), knots)
-    lo = _mel(LOW_FREQ_HZ)
-    delta = (_mel(NYQUIST_HZ) - lo) / (n_mels + 1)
+    lo, delta = _mel_axis(n_mels)
     return np.clip((_mel(source_hz) - lo) / delta - 1.0, 0.0, n_mels - 1.0)
 
 
@@ -124,9 +143,10 @@ def vtlp_batch(features: torch.Tensor, generator: torch.Generator, p: float,
     """
     if not 0.0 <= p <= 1.0:
         raise ConfigError(f"VTLP probability must lie in [0, 1]; got {p}")
-    lo, hi = (_check_alpha(a) for a in alpha_range)
-    if lo > hi:
-        raise ConfigError(f"VTLP alpha range must be [low, high] with low <= high; got {alpha_range}")
+    if not is_alpha_range(alpha_range):
+        raise ConfigError(f"VTLP alpha range must be [low, high] warp factors in [0.5, 2] with "
+                          f"low <= high; got {alpha_range}")
+    lo, hi = float(alpha_range[0]), float(alpha_range[1])
     if p == 0.0:
         return features
     b = features.shape[0]

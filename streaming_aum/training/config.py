@@ -171,7 +171,9 @@ class TrainConfig:
         need(isinstance(a.speeds, list) and len(a.speeds) > 0
              and all(map(is_speed_factor, a.speeds)),
              "[augment] speeds must be a list of factors in [0.5, 2], multiples of 0.05")
-        need(_pair(a.vtlp_alpha) and 0.5 <= a.vtlp_alpha[0] <= a.vtlp_alpha[1] <= 2.0,
+        from ..data.vtlp import is_alpha_range
+
+        need(is_alpha_range(a.vtlp_alpha),
              "[augment] vtlp_alpha must be [low, high] warp factors within [0.5, 2], low <= high")
         need(0.0 <= s.fraction < 1.0, "[streams] fraction must lie in [0, 1)")
         need(s.window_s >= 0.16, "[streams] window_s must be at least one column (0.16 s)")
