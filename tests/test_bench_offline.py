@@ -10,6 +10,7 @@ import json
 
 import pytest
 
+from streaming_aum import openmp_wait
 from streaming_aum.bench import offline
 from streaming_aum.cli import main
 from streaming_aum.errors import ConfigError
@@ -52,6 +53,9 @@ def test_json_record_of_one_measurement(capsys: pytest.CaptureFixture[str]) -> N
                 "scan_kernel_s", "rest_s", "total_s"):
         assert bd[key] >= 0
     assert bd["scan_kernel_s"] <= bd["scan_s"] <= bd["total_s"]
+    # the child's OpenMP spin-wait status: what the package's import does in its environment
+    assert rec["openmp"] == openmp_wait.apply(offline._child_env(1),
+                                              torch_loaded=False)
 
 
 @pytest.mark.parametrize("argv, needle", [

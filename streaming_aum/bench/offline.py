@@ -34,6 +34,9 @@ How each figure is obtained (every (model, clip) runs in its own fresh child pro
   ``load_1m`` the 1-minute load average at its start; ``--wait-quiet`` waits for idle CPUs before
   each measurement. Each timed forward has its own share (``others_per_run``), and
   ``--max-others F`` redoes a forward disturbed by more than ``F`` (``discarded_s`` lists them).
+* OpenMP: every child imports streaming_aum before torch, so AuM and AST-B alike run with the
+  package's shortened OpenMP spin-wait (``openmp_wait``; ``openmp`` in the record says what was
+  set; ``STREAMING_AUM_OPENMP=keep`` runs both with OpenMP's defaults).
 * ``--profile`` adds ``breakdown`` from one extra forward with timers around the stages
   (AuM: patch embed, in/out projections, x/dt projections, causal conv, selective scan with its
   numba kernel part, rest; AST: patch embed, q/k/v/o projections, attention core, MLP, rest).
@@ -67,6 +70,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from .. import openmp_wait
 from ..audio_constants import N_MELS, OFFICIAL_TARGET_FRAMES, PATCH_SIZE
 from ..errors import ConfigError
 
@@ -489,6 +493,7 @@ def measure_one(spec: dict[str, Any]) -> dict[str, Any]:
         "rss_model_mb": None if rss_model is None else round(rss_model / 2**20, 1),
         "mem_method": mem["method"],
         "load_1m": load_1m,
+        "openmp": openmp_wait.STATUS,
     }
     if breakdown is not None:
         record["breakdown"] = breakdown
@@ -497,7 +502,11 @@ def measure_one(spec: dict[str, Any]) -> dict[str, Any]:
 
 # Parent side -------------------------------------------------------------------------------
 def _child_env(threads: int) -> dict[str, str]:
-    env = dict(os.environ)
+    """The environment of a measuring child: the user's (without what this process's own
+    import of streaming_aum set, ``openmp_wait``), so that every child, AuM or AST-B, applies
+    the same OpenMP spin-wait rule itself when it imports streaming_aum: both models run
+    under the same settings (``STREAMING_AUM_OPENMP=keep``: OpenMP's defaults for both)."""
+    env = openmp_wait.without_package_settings(dict(os.environ))
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[var] = str(threads)
     env["NUMBA_NUM_THREADS"] = str(max(threads, int(env.get("NUMBA_NUM_THREADS", "0") or 0)))

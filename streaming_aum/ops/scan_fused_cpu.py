@@ -79,6 +79,25 @@ Tried and not kept (2026-11-26, measured on the 2-core dev machine; notes for th
   would help offline and training most: per token it is as large a share of a 10 s
   recomputation as of a hop.)
 
+Tried and not kept (2026-11-27 morning; same-process A/B of variants compiled from this source,
+a base-size v1 call on one thread; notes for the next try):
+
+* The per-step lane copies (``dt``/``u`` in, ``y`` out) as ``llvm.memcpy`` of a constant 256
+  bytes instead of element loops, which compile to scalar code with a negative-index check per
+  element (about as many instructions as the recurrence): 15.80 -> 15.68 ms, same bits. The
+  out-of-order core already overlapped them with the vector work.
+* The ``<h, C>`` accumulator in a register (the state loop unrolled by hand inside the lane
+  loop, ``B_t``/``C_t`` hoisted to scalars): 11.45 -> 10.95 ms, same bits; not worth generated
+  code. (Written as a plain nested loop LLVM did not unroll it and the kernel went scalar,
+  75-81 ms.)
+* What bounds the kernel: with the decay replaced by a plain product (wrong, for timing only)
+  it ran in 6.8-8.5 ms against 10.7-12.6 ms, so the 13 ops of ``exp2_f32_nonpos`` are about a
+  third of its time, and the rest does not shrink by removing memory traffic. A faster kernel
+  needs fewer vector ops per decay (a degree-5 polynomial: -1 op, 1.37 ulp).
+* Outside the kernel, its wall time in a model forward was up to 1.5x its time in isolation:
+  torch's idle OpenMP workers spun on the cores that the pool threads wanted. That is fixed
+  by ``streaming_aum.openmp_wait`` (``scripts/openmp_spin_probe.py``).
+
 Numba's on-disk cache (``cache=True``) keys each function on its own file: a kernel in another
 module that inlines one of these (``ssm_block_cpu``, ``hop_layer0_cpu``, ``pointwise_cpu``)
 keeps its cached machine code after an edit here. After changing a kernel in a source
