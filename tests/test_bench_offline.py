@@ -31,11 +31,12 @@ def test_clip_and_token_arithmetic() -> None:
 
 def test_json_record_of_one_measurement(capsys: pytest.CaptureFixture[str]) -> None:
     rc = main(["bench", "offline", "--json", "--models", "aum-tiny", "--clips", "1.28",
-               "--repeats", "1", "--threads", "1", "--profile"])
+               "--repeats", "1", "--threads", "1", "--profile", "--rounds", "2"])
     out = capsys.readouterr().out
     assert rc == 0
     records = json.loads(out)  # stdout holds only the JSON list
-    assert isinstance(records, list) and len(records) == 1
+    assert isinstance(records, list) and len(records) == 2  # one per round
+    assert [r["round"] for r in records] == [1, 2]
     rec = records[0]
     assert RECORD_KEYS <= set(rec)
     assert rec["model"] == "aum-tiny"
@@ -64,6 +65,7 @@ def test_json_record_of_one_measurement(capsys: pytest.CaptureFixture[str]) -> N
     (["--clips", "ten"], "--clips"),
     (["--clips", "-1"], "positive"),
     (["--repeats", "0"], "--repeats"),
+    (["--rounds", "0"], "--rounds"),
 ])
 def test_bad_arguments_exit_2(argv: list[str], needle: str,
                               capsys: pytest.CaptureFixture[str]) -> None:
@@ -91,3 +93,29 @@ def test_table_prints_ratios_and_linearity() -> None:
     assert "10 s: time 2.50x  (target >= 2x: met)" in text
     assert "40 s: time 3.00x  (target >= 4x: NOT met)" in text
     assert "aum-base   time 4.00x" in text
+
+
+def test_rounds_give_a_ratio_per_round_and_their_median() -> None:
+    """With ``round`` fields the verdict is the median of the per-round ratios, not a ratio of
+    per-model medians (those can pair a fast phase with a slow one)."""
+    def rec(model: str, clip: float, s: float, rnd: int) -> dict:
+        return {"model": model, "clip_s": clip, "frames": offline.clip_frames(clip),
+                "tokens": 512, "params_m": 1.0, "s_per_clip": s, "peak_mb": 10.0 * rnd,
+                "rss_model_mb": 100.0, "backend": "x", "round": rnd}
+
+    # AuM 1.0, 1.5, 1.1 s; AST 2.2, 2.7, 2.0 s: ratios 2.2, 1.8, 1.818...
+    recs = []
+    for rnd, (aum, ast) in enumerate([(1.0, 2.2), (1.5, 2.7), (1.1, 2.0)], start=1):
+        recs += [rec("aum-base", 10, aum, rnd), rec("ast-base", 10, ast, rnd)]
+    assert offline.round_ratios(recs, 10) == pytest.approx([2.2, 1.8, 2.0 / 1.1])
+    text = offline.format_table(recs)
+    median = sorted([2.2, 1.8, 2.0 / 1.1])[1]
+    assert f"10 s: time {median:.2f}x  (target >= 2x: NOT met) [2.20x, 1.80x, 1.82x]" in text
+    # the ratio of medians would have said 2.2 / 1.1 = 2.00x: met
+    med = offline.median_records(recs)
+    assert med[("aum-base", 10)]["s_per_clip"] == 1.1
+    assert med[("ast-base", 10)]["s_per_clip"] == 2.2
+    assert med[("aum-base", 10)]["peak_mb"] == 20.0
+    assert "aum-base #2" in text
+    # a round that lost one model's measurement has no ratio
+    assert offline.round_ratios(recs[:-1], 10) == pytest.approx([2.2, 1.8])

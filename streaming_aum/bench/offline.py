@@ -37,6 +37,10 @@ How each figure is obtained (every (model, clip) runs in its own fresh child pro
 * OpenMP: every child imports streaming_aum before torch, so AuM and AST-B alike run with the
   package's shortened OpenMP spin-wait (``openmp_wait``; ``openmp`` in the record says what was
   set; ``STREAMING_AUM_OPENMP=keep`` runs both with OpenMP's defaults).
+* ``--rounds N`` measures the whole (clip, model) sequence N times, round after round; records
+  carry ``round``, and the table's verdict is the median of the per-round AST-B / AuM-B ratios
+  (the two models of a round run minutes apart, while the machine's speed drifts over tens of
+  minutes by up to 2x).
 * ``--profile`` adds ``breakdown`` from one extra forward with timers around the stages
   (AuM: patch embed, in/out projections, x/dt projections, causal conv, selective scan with its
   numba kernel part, rest; AST: patch embed, q/k/v/o projections, attention core, MLP, rest).
@@ -586,32 +590,71 @@ def _fmt_busy(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.0f}%"
 
 
+def median_records(records: list[dict[str, Any]]) -> dict[tuple[str, float], dict[str, Any]]:
+    """One record per (model, clip_s): the record itself after one round; after several
+    (``round`` > 1 present), the first round's record with ``s_per_clip`` and ``peak_mb``
+    replaced by their medians over rounds."""
+    groups: dict[tuple[str, float], list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        groups[(r["model"], r["clip_s"])].append(r)
+    out = {}
+    for key, group in groups.items():
+        rec = dict(group[0])
+        if len(group) > 1:
+            rec["s_per_clip"] = statistics.median(r["s_per_clip"] for r in group)
+            rec["peak_mb"] = statistics.median(r["peak_mb"] for r in group)
+        out[key] = rec
+    return out
+
+
+def round_ratios(records: list[dict[str, Any]], clip_s: float) -> list[float]:
+    """AST-B time / AuM-B time at ``clip_s`` for each round that measured both (in round
+    order): the two models of one round ran minutes apart, so a ratio per round is less
+    exposed to the machine's slow phases than a ratio of medians over the whole run."""
+    times: dict[int, dict[str, float]] = defaultdict(dict)
+    for r in records:
+        if r["clip_s"] == clip_s and r["model"] in ("ast-base", "aum-base"):
+            times[r.get("round", 1)][r["model"]] = r["s_per_clip"]
+    return [t["ast-base"] / t["aum-base"] for _, t in sorted(times.items())
+            if len(t) == 2 and t["aum-base"] > 0]
+
+
 def format_table(records: list[dict[str, Any]]) -> str:
     lines = []
     head = (f"{'model':<10} {'clip_s':>6} {'frames':>6} {'tokens':>6} {'params_M':>8} "
             f"{'s/clip':>8} {'min_s':>8} {'peak_MB':>8} {'rss_MB':>7} {'others':>6}  backend")
     lines += [head, "-" * len(head)]
+    several_rounds = len({r.get("round", 1) for r in records}) > 1
     for r in records:
-        lines.append(f"{r['model']:<10} {r['clip_s']:>6g} {r['frames']:>6} {r['tokens']:>6} "
+        name = f"{r['model']}" + (f" #{r.get('round', 1)}" if several_rounds else "")
+        lines.append(f"{name:<10} {r['clip_s']:>6g} {r['frames']:>6} {r['tokens']:>6} "
                      f"{r['params_m']:>8.2f} {r['s_per_clip']:>8.3f} "
                      f"{r.get('min_s', r['s_per_clip']):>8.3f} {r['peak_mb']:>8.1f} "
                      f"{r.get('rss_model_mb') or 0:>7.0f} {_fmt_busy(r.get('others_cpu')):>6}  "
                      f"{r['backend']}")
-    by = {(r["model"], r["clip_s"]): r for r in records}
+    by = median_records(records)
     clips = list(dict.fromkeys(r["clip_s"] for r in records))
     models = list(dict.fromkeys(r["model"] for r in records))
     if "ast-base" in models and "aum-base" in models:
-        lines += ["", "AST-B time / AuM-B time (higher: AuM faster):"]
+        rounds = sorted({r.get("round", 1) for r in records})
+        several = len(rounds) > 1
+        lines += ["", "AST-B time / AuM-B time (higher: AuM faster)"
+                      + (f", per round and the median of {len(rounds)} rounds:" if several
+                         else ":")]
         for c in clips:
             a, b = by.get(("ast-base", c)), by.get(("aum-base", c))
             if a is None or b is None:
                 continue
-            ratio = a["s_per_clip"] / b["s_per_clip"]
+            per_round = round_ratios(records, c)
+            ratio = statistics.median(per_round) if several and per_round else \
+                a["s_per_clip"] / b["s_per_clip"]
             target = SPEEDUP_TARGETS.get(float(c))
             verdict = "" if target is None else \
                 f"  (target >= {target:g}x: {'met' if ratio >= target else 'NOT met'})"
             mem = a["peak_mb"] / b["peak_mb"] if b["peak_mb"] > 0 else None
-            lines.append(f"  {c:g} s: time {ratio:.2f}x{verdict}; peak memory {_fmt_ratio(mem)}")
+            each = (" [" + ", ".join(f"{x:.2f}x" for x in per_round) + "]") if several else ""
+            lines.append(f"  {c:g} s: time {ratio:.2f}x{verdict}{each}; peak memory "
+                         f"{_fmt_ratio(mem)}")
     if len(clips) >= 2:
         lo, hi = min(clips), max(clips)
         lines += ["", f"Time growth {hi:g} s / {lo:g} s (linear = {hi / lo:.2f}x; tokens ratio "
@@ -653,29 +696,35 @@ def run(args: argparse.Namespace) -> int:
     if any(m in AST_MODELS for m in models) and importlib.util.find_spec("transformers") is None:
         raise ConfigError("the AST-B baseline needs transformers: pip install "
                           "'streaming_aum[bench]', or leave ast-base out of --models")
+    if args.rounds < 1:
+        raise ConfigError(f"--rounds must be at least 1, got {args.rounds}")
     records, failures = [], []
-    for clip_s in clips:
-        for name in models:
-            spec = {"model": name, "clip_s": clip_s, "threads": args.threads,
-                    "repeats": ast_repeats if name in AST_MODELS else args.repeats,
-                    "profile": bool(args.profile), "max_others": args.max_others}
-            frames = clip_frames(clip_s)
-            print(f"[bench offline] {name} {clip_s:g} s ({frames} frames) ...", file=sys.stderr,
-                  flush=True)
-            if args.wait_quiet > 0:
-                busy = wait_until_quiet(args.wait_quiet)
-            else:
-                busy = cpu_busy_fraction()
-            try:
-                rec = _run_child(spec, args.timeout)
-            except RuntimeError as exc:
-                print(f"[bench offline] {name} {clip_s:g} s failed: {exc}", file=sys.stderr)
-                failures.append(f"{name} {clip_s:g} s")
-                continue
-            rec["cpu_busy_before"] = None if busy is None else round(busy, 2)
-            print(f"[bench offline]   {rec['s_per_clip']:.3f} s/clip, peak {rec['peak_mb']:.0f} MB",
-                  file=sys.stderr, flush=True)
-            records.append(rec)
+    for rnd, clip_s, name in ((r, c, m) for r in range(1, args.rounds + 1) for c in clips
+                              for m in models):
+        spec = {"model": name, "clip_s": clip_s, "threads": args.threads,
+                "repeats": ast_repeats if name in AST_MODELS else args.repeats,
+                "profile": bool(args.profile), "max_others": args.max_others}
+        frames = clip_frames(clip_s)
+        label = f"round {rnd}: " if args.rounds > 1 else ""
+        print(f"[bench offline] {label}{name} {clip_s:g} s ({frames} frames) ...",
+              file=sys.stderr, flush=True)
+        if args.wait_quiet > 0:
+            busy = wait_until_quiet(args.wait_quiet)
+        else:
+            busy = cpu_busy_fraction()
+        try:
+            rec = _run_child(spec, args.timeout)
+        except RuntimeError as exc:
+            print(f"[bench offline] {name} {clip_s:g} s failed: {exc}", file=sys.stderr)
+            failures.append(f"{name} {clip_s:g} s" + (f" (round {rnd})" if args.rounds > 1
+                                                       else ""))
+            continue
+        rec["cpu_busy_before"] = None if busy is None else round(busy, 2)
+        if args.rounds > 1:
+            rec["round"] = rnd
+        print(f"[bench offline]   {rec['s_per_clip']:.3f} s/clip, peak {rec['peak_mb']:.0f} MB",
+              file=sys.stderr, flush=True)
+        records.append(rec)
     if args.output:
         Path(args.output).write_text(json.dumps(records, indent=2) + "\n")
     if args.json:
@@ -722,6 +771,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                         "than FRACTION of the machine's CPU time (at most 3 x --repeats forwards "
                         "in all; kept runs' shares are in others_per_run, discarded times in "
                         "discarded_s); for shared machines (default: keep every run)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="measure every (clip, model) this many times, round after round; the "
+                        "table reports AST-B / AuM-B per round and their median (records carry "
+                        "'round'); for machines whose speed drifts (default: %(default)s)")
     p.add_argument("--timeout", type=float, default=3600.0,
                    help="seconds allowed per (model, clip) process (default: %(default)s)")
     p.set_defaults(func=run)
