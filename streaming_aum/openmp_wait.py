@@ -12,7 +12,8 @@ fell from 0.29-0.37 s to 0.22-0.27 s, and the whole forward from ~1.10 s to ~0.9
 ``GOMP_SPINCOUNT=1000`` (~50 us of spinning).
 
 Why not ``OMP_WAIT_POLICY=PASSIVE`` (no spinning at all): it was as fast offline, but a
-streaming hop with 2 threads went from ~2.9 ms to 3.2-5.0 ms p50 (p99 5-18 ms). A hop runs
+streaming hop with 2 threads went from ~2.9 ms to 3.2-5.0 ms p50 (p99 5-18 ms) in alternating
+runs (a later probe saw no difference, so the risk is not certain). A hop runs
 dozens of small torch ops a few microseconds apart, and a sleeping worker takes tens of
 microseconds to wake for each of them. A short spin keeps the workers awake within a hop and
 frees the core between an offline layer's matmul and its scan.
@@ -22,8 +23,10 @@ What: at ``import streaming_aum``, when torch is not imported yet and none of
 (``SPIN_COUNT``) and, for torch builds on Intel's OpenMP runtime (conda, some distributions),
 ``KMP_BLOCKTIME`` = 1 ms (its default is 200 ms; the unit is whole milliseconds in older
 versions, so 1 is its shortest non-zero spin). That one was reasoned from its documentation,
-not measured here: the wheels here use libgomp. libgomp and Intel's runtime read these variables once, when torch
-loads them: importing torch before this package leaves them unchanged (``STATUS`` says so).
+not measured here: the wheels here use libgomp. libgomp and Intel's runtime read these
+variables once, when torch loads them: importing torch before this package leaves them
+unchanged (``STATUS`` says so; libgomp's spin count is an unexported variable, so there is no
+way to change it afterwards).
 Child processes inherit the variables.
 
 ``STREAMING_AUM_OPENMP=keep`` leaves OpenMP alone; ``auto`` (the default) applies the above.
