@@ -77,13 +77,14 @@ def child(rounds: int, hops: int) -> dict:
 
 
 def env_for(setting: str) -> dict[str, str]:
+    from streaming_aum import openmp_wait  # (this parent never imports torch)
+
     env = {k: v for k, v in os.environ.items()
-           if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME",
-                        "STREAMING_AUM_OPENMP")}
+           if k not in (*openmp_wait.USER_VARIABLES, openmp_wait.ENV_CHOICE)}
     if setting == "auto":
         pass  # what importing streaming_aum does (openmp_wait.apply)
     elif setting == "default":
-        env["STREAMING_AUM_OPENMP"] = "keep"
+        env[openmp_wait.ENV_CHOICE] = "keep"
     elif setting.upper() == "PASSIVE":
         env["OMP_WAIT_POLICY"] = "PASSIVE"
     elif setting.isdigit():

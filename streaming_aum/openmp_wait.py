@@ -44,6 +44,7 @@ CHOICES = ("auto", "keep")
 SPIN_COUNT = "1000"  # libgomp pause iterations: ~50 us on the dev machine's cores
 BLOCK_TIME_MS = "1"  # Intel / LLVM OpenMP: ms a worker spins before sleeping (default 200)
 USER_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+SETTINGS = {"GOMP_SPINCOUNT": SPIN_COUNT, "KMP_BLOCKTIME": BLOCK_TIME_MS}  # what ``apply`` sets
 
 # What ``apply`` did in this process: "set GOMP_SPINCOUNT=1000 KMP_BLOCKTIME=1", or why not
 STATUS = "not applied yet"
@@ -65,10 +66,11 @@ def apply(environ: dict[str, str] | None = None, torch_loaded: bool | None = Non
     user = [name for name in USER_VARIABLES if name in env]
     if choice not in CHOICES:
         # a warning, not an error: a typo in an environment variable must not break the import
-        status = (f"kept ({ENV_CHOICE}={env[ENV_CHOICE]!r} is not one of "
-                  f"{', '.join(CHOICES)}: OpenMP left as it is)")
-        warnings.warn(f"{status[6:-1]}; auto shortens the OpenMP spin-wait of torch's idle "
-                      f"threads, keep leaves OpenMP alone", RuntimeWarning, stacklevel=2)
+        reason = (f"{ENV_CHOICE}={env[ENV_CHOICE]!r} is not one of {', '.join(CHOICES)}: "
+                  f"OpenMP left as it is")
+        status = f"kept ({reason})"
+        warnings.warn(f"{reason}; auto shortens the OpenMP spin-wait of torch's idle threads, "
+                      f"keep leaves OpenMP alone", RuntimeWarning, stacklevel=2)
     elif choice == "keep":
         status = f"kept ({ENV_CHOICE}=keep)"
     elif user:
@@ -77,13 +79,12 @@ def apply(environ: dict[str, str] | None = None, torch_loaded: bool | None = Non
         status = ("kept (torch was imported before streaming_aum: OpenMP had already read its "
                   "settings)")
     else:
-        env["GOMP_SPINCOUNT"] = SPIN_COUNT
-        env["KMP_BLOCKTIME"] = BLOCK_TIME_MS
-        status = f"set GOMP_SPINCOUNT={SPIN_COUNT} KMP_BLOCKTIME={BLOCK_TIME_MS}"
+        env.update(SETTINGS)
+        status = "set " + " ".join(f"{k}={v}" for k, v in SETTINGS.items())
+        if environ is None:
+            SET_HERE.update(SETTINGS)
     if environ is None:
         STATUS = status
-        if status.startswith("set"):
-            SET_HERE.update({"GOMP_SPINCOUNT": SPIN_COUNT, "KMP_BLOCKTIME": BLOCK_TIME_MS})
     return status
 
 

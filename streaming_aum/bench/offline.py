@@ -624,9 +624,9 @@ def format_table(records: list[dict[str, Any]]) -> str:
     head = (f"{'model':<10} {'clip_s':>6} {'frames':>6} {'tokens':>6} {'params_M':>8} "
             f"{'s/clip':>8} {'min_s':>8} {'peak_MB':>8} {'rss_MB':>7} {'others':>6}  backend")
     lines += [head, "-" * len(head)]
-    several_rounds = len({r.get("round", 1) for r in records}) > 1
+    rounds = len({r.get("round", 1) for r in records})
     for r in records:
-        name = f"{r['model']}" + (f" #{r.get('round', 1)}" if several_rounds else "")
+        name = f"{r['model']}" + (f" #{r.get('round', 1)}" if rounds > 1 else "")
         lines.append(f"{name:<10} {r['clip_s']:>6g} {r['frames']:>6} {r['tokens']:>6} "
                      f"{r['params_m']:>8.2f} {r['s_per_clip']:>8.3f} "
                      f"{r.get('min_s', r['s_per_clip']):>8.3f} {r['peak_mb']:>8.1f} "
@@ -636,23 +636,21 @@ def format_table(records: list[dict[str, Any]]) -> str:
     clips = list(dict.fromkeys(r["clip_s"] for r in records))
     models = list(dict.fromkeys(r["model"] for r in records))
     if "ast-base" in models and "aum-base" in models:
-        rounds = sorted({r.get("round", 1) for r in records})
-        several = len(rounds) > 1
         lines += ["", "AST-B time / AuM-B time (higher: AuM faster)"
-                      + (f", per round and the median of {len(rounds)} rounds:" if several
+                      + (f", per round and the median of {rounds} rounds:" if rounds > 1
                          else ":")]
         for c in clips:
             a, b = by.get(("ast-base", c)), by.get(("aum-base", c))
             if a is None or b is None:
                 continue
-            per_round = round_ratios(records, c)
-            ratio = statistics.median(per_round) if several and per_round else \
+            per_round = round_ratios(records, c)  # one round: just a / b
+            ratio = statistics.median(per_round) if per_round else \
                 a["s_per_clip"] / b["s_per_clip"]
             target = SPEEDUP_TARGETS.get(float(c))
             verdict = "" if target is None else \
                 f"  (target >= {target:g}x: {'met' if ratio >= target else 'NOT met'})"
             mem = a["peak_mb"] / b["peak_mb"] if b["peak_mb"] > 0 else None
-            each = (" [" + ", ".join(f"{x:.2f}x" for x in per_round) + "]") if several else ""
+            each = (" [" + ", ".join(f"{x:.2f}x" for x in per_round) + "]") if rounds > 1 else ""
             lines.append(f"  {c:g} s: time {ratio:.2f}x{verdict}{each}; peak memory "
                          f"{_fmt_ratio(mem)}")
     if len(clips) >= 2:
@@ -705,9 +703,8 @@ def run(args: argparse.Namespace) -> int:
                 "repeats": ast_repeats if name in AST_MODELS else args.repeats,
                 "profile": bool(args.profile), "max_others": args.max_others}
         frames = clip_frames(clip_s)
-        label = f"round {rnd}: " if args.rounds > 1 else ""
-        print(f"[bench offline] {label}{name} {clip_s:g} s ({frames} frames) ...",
-              file=sys.stderr, flush=True)
+        what = f"{name} {clip_s:g} s" + (f" (round {rnd})" if args.rounds > 1 else "")
+        print(f"[bench offline] {what} ({frames} frames) ...", file=sys.stderr, flush=True)
         if args.wait_quiet > 0:
             busy = wait_until_quiet(args.wait_quiet)
         else:
@@ -715,9 +712,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             rec = _run_child(spec, args.timeout)
         except RuntimeError as exc:
-            print(f"[bench offline] {name} {clip_s:g} s failed: {exc}", file=sys.stderr)
-            failures.append(f"{name} {clip_s:g} s" + (f" (round {rnd})" if args.rounds > 1
-                                                       else ""))
+            print(f"[bench offline] {what} failed: {exc}", file=sys.stderr)
+            failures.append(what)
             continue
         rec["cpu_busy_before"] = None if busy is None else round(busy, 2)
         if args.rounds > 1:

@@ -87,7 +87,8 @@ def _knee_hz(alpha: float, boundary_hz: float) -> float:
 
 def vtlp_warp_hz(f_hz: np.ndarray, alpha: float,
                  boundary_hz: float = VTLP_BOUNDARY_HZ) -> np.ndarray:
-    """``g(f)``: where frequency ``f_hz`` (Hz, in ``[0, 8000]``) of a clip moves under warp ``alpha``."""
+    """``g(f)``: where frequency ``f_hz`` (Hz, in ``[0, 8000]``) of a clip moves under warp
+    ``alpha``."""
     alpha = _check_alpha(alpha)
     f = np.asarray(f_hz, dtype=np.float64)
     f0 = _knee_hz(alpha, boundary_hz)
@@ -110,14 +111,17 @@ def vtlp_source_bins(alpha: float, n_mels: int = N_MELS) -> np.ndarray:
 
 
 def warp_features(features: torch.Tensor, alphas: list[float] | tuple[float, ...]) -> torch.Tensor:
-    """``(B, T, F)`` features, each example ``b`` warped by ``alphas[b]`` (1.0: copied bit for bit)."""
-    if not isinstance(features, torch.Tensor) or features.dim() != 3 or not features.is_floating_point():
+    """``(B, T, F)`` features, each example ``b`` warped by ``alphas[b]`` (1.0: copied bit for
+    bit)."""
+    if (not isinstance(features, torch.Tensor) or features.dim() != 3
+            or not features.is_floating_point()):
         found = (f"{tuple(features.shape)} {features.dtype}" if isinstance(features, torch.Tensor)
                  else type(features).__name__)
         raise AudioInputError(f"VTLP needs a (batch, frames, mel bins) float tensor; got {found}")
     b, _, n = features.shape
     if len(alphas) != b:
-        raise ConfigError(f"VTLP needs one warp factor per example: {b} examples, {len(alphas)} factors")
+        raise ConfigError(f"VTLP needs one warp factor per example: {b} examples, "
+                          f"{len(alphas)} factors")
     out = features.clone()
     for i, alpha in enumerate(alphas):
         if _check_alpha(alpha) == 1.0:

@@ -8,7 +8,8 @@ Why this layout and these numerics:
   it is used.
 * Channels are the vector lanes: inputs are channels-last ``(batch, L, E)``, a block of
   ``LANES`` = 64 adjacent channels (four AVX-512 registers of float32; see ``LANES`` for why
-  four) is scanned together, and blocks run in parallel threads. ``B_t``/``C_t`` are scalars broadcast over lanes.
+  four) is scanned together, and blocks run in parallel threads. ``B_t``/``C_t`` are scalars
+  broadcast over lanes.
 * The decay is ``2^(dt * A log2(e))`` (``exp2_f32_nonpos``; ``A log2(e)`` rounded to float32
   once per channel block): base 2 needs no argument reduction beyond the rounding to an
   integer, so a decay is 13 vector ops instead of the 19 of ``exp_f32_nonpos`` below, which

@@ -23,9 +23,9 @@ decays (no activations are kept between forward and backward), then one reverse 
 Like the forward kernel, the fixed-size scratch (carried gradient, decay rates, gA sums, the
 step's lanes) sits in one flat buffer at constant offsets (S = 16 compiled as a constant), so
 LLVM vectorises the lane loops, and the decays are recomputed with the forward kernel's float32
-decay function (``2^(dt A log2 e)``), so the saved states equal the forward's. (A first try that also put the L-long saved
-states into that buffer made the step slower: offsets depending on L keep LLVM from ruling out
-aliasing.) Training step, `aum bench train`: 2.2x faster than the reference scan, was 1.57x.
+decay function (``2^(dt A log2 e)``), so the saved states equal the forward's. (A first try
+that also put the L-long saved states into that buffer made the step slower: offsets depending
+on L keep LLVM from ruling out aliasing.) Training step, `aum bench train`: 2.2x faster than the reference scan, was 1.57x.
 
 One work item is one batch row (all its channel blocks), so the B/C gradients, which sum over
 channels, are written by exactly one thread; ``gA`` (which sums over the batch) is written per
